@@ -1,0 +1,128 @@
+"""The ASGI application: routes, error rendering, middleware and lifespan.
+
+``create_app(settings)`` is the only place where the pieces meet. Every error a request can
+meet is rendered as ``{"error": {"code", "message"}}``: ``ReceiverError`` with its own status,
+Starlette's 404/405 as themselves, and anything unexpected as a 503 with code
+``internal.unexpected`` (logged, never a 500: Kotani treats any answer but a valid invoice as a
+reason to fall back, and a 503 tells operators and load balancers the right thing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from receiver.errors import ReceiverError
+from receiver.handlers.health import healthz, readyz
+from receiver.handlers.invoice_url import create_invoice
+from receiver.lightning.base import LightningBackend
+from receiver.logs import AccessLog, get_logger, mask_path
+from receiver.services import open_services
+from receiver.settings import Settings
+
+log = get_logger("app")
+
+
+def error_body(code: str, message: str) -> dict[str, object]:
+    return {"error": {"code": code, "message": message}}
+
+
+async def _receiver_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ReceiverError)
+    error: dict[str, object] = {"code": exc.error_code, "message": exc.message}
+    attempts = getattr(exc, "attempts", ())
+    if attempts:
+        error["attempts"] = [{"backend": a.backend, "code": a.code} for a in attempts]
+    body = {"error": error}
+    if exc.status >= 500:
+        log.warning(
+            "http.unavailable",
+            code=exc.error_code,
+            path=mask_path(request.url.path),
+            error=exc.message,
+        )
+    status = 503 if exc.status >= 500 else exc.status
+    return JSONResponse(body, status_code=status, headers=exc.headers())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http.error")
+    return JSONResponse(
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+class ErrorShield:
+    """Pure ASGI: an exception nothing else handled becomes a logged 503, never a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            log.error(
+                "http.unexpected_error",
+                path=mask_path(str(scope.get("path", ""))),
+                error=type(exc).__name__,
+                exc_info=exc,
+            )
+            if not started:
+                response = JSONResponse(
+                    error_body("internal.unexpected", "unexpected error; try again"),
+                    status_code=503,
+                    headers={"Retry-After": "5"},
+                )
+                await response(scope, receive, send)
+
+
+def create_app(
+    settings: Settings, *, backends: Sequence[LightningBackend] | None = None
+) -> Starlette:
+    """The service for ``settings``; ``backends`` replaces the configured ones (tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_services(settings, backends=backends) as services:
+            app.state.services = services
+            log.info(
+                "app.started",
+                backends=[b.name for b in services.chain.backends],
+                network=settings.network.value,
+                tokens=len(services.tokens),
+            )
+            yield
+        log.info("app.stopped")
+
+    routes = [
+        Route("/invoices/{token}", create_invoice, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(AccessLog), Middleware(ErrorShield)],
+        exception_handlers={ReceiverError: _receiver_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )

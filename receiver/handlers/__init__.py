@@ -1,0 +1,1 @@
+"""Inbound contracts, one module each: what Kotani (or the operator) calls."""

@@ -1,0 +1,362 @@
+"""The mint path: one verified, stored, idempotent invoice per (reference, amount).
+
+``InvoiceService.get_or_mint`` is what ``POST /invoices/{token}``, the ``invoice_needed`` webhook
+handler and Option A refund configs all call:
+
+1. a repeated request for the same (reference_id, amount_msat) gets the invoice already handed out
+   while the backend confirms it is unpaid and it has at least ``MIN_VALIDITY`` left;
+2. otherwise one new invoice is minted through ``BackendChain`` (every backend in order, each
+   invoice verified) and stored; concurrent identical requests share that one mint: in-process
+   through a shared future, across processes through a short lease row in ``mint_leases``;
+3. the whole path (status check, lease, backends, verification, storage) ends by the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Delete, Select, delete, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from receiver.amounts import Msat
+from receiver.db import Database, InvoiceRecord, InvoiceStatusDB
+from receiver.db.models import MintLease
+from receiver.db.types import utcnow
+from receiver.errors import BackendError, MintUnavailable, StorageUnavailable
+from receiver.lightning.base import InvoiceState, InvoiceStatus
+from receiver.lightning.failover import BackendChain
+from receiver.logs import get_logger
+
+log = get_logger("invoices")
+
+LEASE_POLL = 0.05
+STATUS_CHECK_BUDGET = 2.0
+"""At most this long (and at most half the time left) to confirm a reusable invoice is unpaid."""
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC timestamp as ``2024-11-22T14:30:00Z``."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class IssuedInvoice:
+    """An invoice the service stands behind: verified, stored, unpaid when handed out."""
+
+    reference_id: str
+    amount_msat: Msat
+    bolt11: str
+    payment_hash: str
+    expires_at: datetime
+    backend: str
+    created_at: datetime
+    reused: bool = False
+
+    def contract_json(self) -> dict[str, object]:
+        """The generate_invoice_url answer: bolt11, payment_hash, amount_msat, expires_at."""
+        return {
+            "bolt11": self.bolt11,
+            "payment_hash": self.payment_hash,
+            "amount_msat": int(self.amount_msat),
+            "expires_at": rfc3339(self.expires_at),
+        }
+
+    @classmethod
+    def from_record(
+        cls, record: InvoiceRecord | Row[Any], *, reused: bool = False
+    ) -> IssuedInvoice:
+        return cls(
+            reference_id=record.reference_id,
+            amount_msat=Msat(record.amount_msat),
+            bolt11=record.bolt11,
+            payment_hash=record.payment_hash,
+            expires_at=record.expires_at,
+            backend=record.backend,
+            created_at=record.created_at,
+            reused=reused,
+        )
+
+
+class InvoiceService:
+    """Mint, reuse and track invoices for references."""
+
+    def __init__(
+        self,
+        db: Database,
+        chain: BackendChain,
+        *,
+        deadline: float,
+        expiry: int,
+        min_validity: int,
+        description: str,
+    ) -> None:
+        self.db = db
+        self.chain = chain
+        self.deadline = deadline
+        self.expiry = expiry
+        self.min_validity = min_validity
+        self.description = description
+        self._owner = secrets.token_hex(8)
+        self._inflight: dict[tuple[str, int], asyncio.Future[IssuedInvoice]] = {}
+
+    async def get_or_mint(
+        self,
+        reference_id: str,
+        amount_msat: Msat,
+        *,
+        fresh: bool = False,
+        deadline: float | None = None,
+    ) -> IssuedInvoice:
+        """The invoice for (reference, amount): reused while valid and unpaid, else minted.
+
+        ``fresh=True`` never reuses (Kotani refused the previous one as expired or paid).
+        Raises ``MintUnavailable`` (or ``StorageUnavailable``) when the deadline passes first.
+        """
+        loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + (self.deadline if deadline is None else deadline)
+        key = (reference_id, int(amount_msat))
+        shared = self._inflight.get(key)
+        if shared is not None and not fresh:
+            try:
+                async with asyncio.timeout_at(deadline_at):
+                    return replace(await asyncio.shield(shared), reused=True)
+            except TimeoutError:
+                raise MintUnavailable("no invoice could be minted before the deadline") from None
+        future: asyncio.Future[IssuedInvoice] = loop.create_future()
+        future.add_done_callback(_consume_exception)
+        self._inflight[key] = future
+        try:
+            async with asyncio.timeout_at(deadline_at):
+                result = await self._resolve(reference_id, amount_msat, fresh, deadline_at)
+        except TimeoutError:
+            error = MintUnavailable("no invoice could be minted before the deadline")
+            future.set_exception(error)
+            raise error from None
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+
+    async def _resolve(
+        self, reference_id: str, amount_msat: Msat, fresh: bool, deadline_at: float
+    ) -> IssuedInvoice:
+        started = utcnow()
+        lease_key = f"{len(reference_id)}:{reference_id}:{int(amount_msat)}"
+        lookup = None if fresh else (reference_id, amount_msat)
+        try:
+            while True:
+                # One round trip takes the lease and looks for an invoice to reuse.
+                taken, pending = await self._take_lease(lease_key, deadline_at, lookup)
+                if taken:
+                    break
+                # Another process is minting this one: take its invoice when it lands.
+                await asyncio.sleep(LEASE_POLL)
+                record = await self._latest_pending(reference_id, amount_msat, since=started)
+                if record is not None:
+                    return IssuedInvoice.from_record(record, reused=True)
+            try:
+                if pending is not None and await self._still_unpaid(pending, deadline_at):
+                    await self._drop_lease(lease_key)
+                    return IssuedInvoice.from_record(pending, reused=True)
+                return await self._mint(reference_id, amount_msat, deadline_at, lease_key)
+            except BaseException:
+                await self._drop_lease(lease_key)
+                raise
+        except SQLAlchemyError as exc:
+            log.error("invoices.storage_failed", error=type(exc).__name__)
+            raise StorageUnavailable("the invoice database is unavailable") from exc
+
+    async def _mint(
+        self, reference_id: str, amount_msat: Msat, deadline_at: float, lease_key: str
+    ) -> IssuedInvoice:
+        memo = self.description.format(reference_id=reference_id)
+        minted = await self.chain.mint(amount_msat, memo, self.expiry, deadline_at=deadline_at)
+        issued = IssuedInvoice(
+            reference_id=reference_id,
+            amount_msat=amount_msat,
+            bolt11=minted.invoice.bolt11,
+            payment_hash=minted.invoice.payment_hash,
+            expires_at=minted.invoice.expires_at,
+            backend=minted.backend,
+            created_at=utcnow(),
+        )
+        # The hot path uses Core statements: the ORM's unit of work costs more than SQLite here.
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                insert(InvoiceRecord).values(
+                    reference_id=reference_id,
+                    amount_msat=int(amount_msat),
+                    bolt11=issued.bolt11,
+                    payment_hash=issued.payment_hash,
+                    backend=issued.backend,
+                    status=InvoiceStatusDB.PENDING,
+                    created_at=issued.created_at,
+                    expires_at=issued.expires_at,
+                    updated_at=issued.created_at,
+                )
+            )
+            await conn.execute(self._lease_delete(lease_key))
+        log.info(
+            "invoices.minted",
+            reference_id=reference_id,
+            amount_msat=int(amount_msat),
+            payment_hash=issued.payment_hash,
+            backend=issued.backend,
+        )
+        return issued
+
+    async def _still_unpaid(self, record: Row[Any], deadline_at: float) -> bool:
+        """True when the minting backend confirms the invoice is unpaid (and records otherwise)."""
+        loop = asyncio.get_running_loop()
+        budget = min(STATUS_CHECK_BUDGET, (deadline_at - loop.time()) / 2)
+        status = await self._backend_status(record, budget)
+        if status is not None and status.state is InvoiceState.PENDING:
+            return True
+        if status is not None:
+            await self._record_status(record.payment_hash, status)
+        # Paid, expired, or not confirmable as unpaid: a fresh invoice is never wrong.
+        return False
+
+    def _pending_query(
+        self, reference_id: str, amount_msat: Msat, since: datetime | None = None
+    ) -> Select[Any]:
+        valid_until = utcnow() + timedelta(seconds=self.min_validity)
+        query = (
+            select(InvoiceRecord.__table__)
+            .where(
+                InvoiceRecord.reference_id == reference_id,
+                InvoiceRecord.amount_msat == int(amount_msat),
+                InvoiceRecord.status == InvoiceStatusDB.PENDING,
+                InvoiceRecord.expires_at >= valid_until,
+            )
+            .order_by(InvoiceRecord.created_at.desc(), InvoiceRecord.id.desc())
+            .limit(1)
+        )
+        return query if since is None else query.where(InvoiceRecord.created_at >= since)
+
+    async def _latest_pending(
+        self, reference_id: str, amount_msat: Msat, *, since: datetime | None = None
+    ) -> Row[Any] | None:
+        async with self.db.engine.connect() as conn:
+            result = await conn.execute(self._pending_query(reference_id, amount_msat, since))
+            row: Row[Any] | None = result.first()
+        return row
+
+    async def _backend_status(
+        self, record: InvoiceRecord | Row[Any], budget: float
+    ) -> InvoiceStatus | None:
+        backend = self.chain.by_name(record.backend)
+        if backend is None or budget <= 0:
+            return None
+        try:
+            async with asyncio.timeout(budget):
+                return await backend.invoice_status(record.payment_hash)
+        except (BackendError, TimeoutError) as exc:
+            log.warning(
+                "invoices.status_unconfirmed",
+                payment_hash=record.payment_hash,
+                backend=record.backend,
+                error=getattr(exc, "code", "backend.timeout"),
+            )
+            return None
+
+    async def _take_lease(
+        self, key: str, deadline_at: float, lookup: tuple[str, Msat] | None
+    ) -> tuple[bool, Row[Any] | None]:
+        """Take the mint lease; with ``lookup``, also fetch a reusable invoice in the same trip."""
+        loop = asyncio.get_running_loop()
+        now = utcnow()
+        lease = {
+            "key": key,
+            "owner": self._owner,
+            "expires_at": now + timedelta(seconds=max(deadline_at - loop.time(), 0) + 1),
+        }
+        for takeover in (False, True):
+            try:
+                async with self.db.engine.begin() as conn:
+                    if takeover:
+                        # Held by a live minter (wait), or left by a crashed one (take it over).
+                        stale = delete(MintLease).where(
+                            MintLease.key == key, MintLease.expires_at < now
+                        )
+                        if (await conn.execute(stale)).rowcount == 0:
+                            return False, None
+                    await conn.execute(insert(MintLease).values(**lease))
+                    if lookup is None:
+                        return True, None
+                    pending = await conn.execute(self._pending_query(*lookup))
+                    return True, pending.first()
+            except IntegrityError:
+                continue
+        return False, None
+
+    def _lease_delete(self, key: str) -> Delete:
+        return delete(MintLease).where(MintLease.key == key, MintLease.owner == self._owner)
+
+    async def _drop_lease(self, key: str) -> None:
+        async with self.db.engine.begin() as conn:
+            await conn.execute(self._lease_delete(key))
+
+    async def refresh_status(self, payment_hash: str) -> InvoiceStatus | None:
+        """Ask the minting backend for an invoice's state and record it; None if unknown here."""
+        record = await self.get(payment_hash)
+        if record is None:
+            return None
+        status = await self._backend_status(record, STATUS_CHECK_BUDGET)
+        if status is not None:
+            await self._record_status(payment_hash, status)
+        return status
+
+    async def _record_status(self, payment_hash: str, status: InvoiceStatus) -> None:
+        values: dict[str, object]
+        if status.state is InvoiceState.PAID:
+            values = {
+                "status": InvoiceStatusDB.PAID,
+                "paid_at": utcnow(),
+                "paid_msat": None if status.paid_msat is None else int(status.paid_msat),
+            }
+        elif status.state is InvoiceState.EXPIRED:
+            values = {"status": InvoiceStatusDB.EXPIRED}
+        else:
+            return
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(InvoiceRecord)
+                .where(
+                    InvoiceRecord.payment_hash == payment_hash,
+                    InvoiceRecord.status == InvoiceStatusDB.PENDING,
+                )
+                .values(updated_at=utcnow(), **values)
+            )
+
+    async def get(self, payment_hash: str) -> InvoiceRecord | None:
+        """The stored invoice with this payment hash."""
+        async with self.db.session() as session:
+            query = select(InvoiceRecord).where(InvoiceRecord.payment_hash == payment_hash.lower())
+            return (await session.execute(query)).scalar_one_or_none()
+
+    async def for_reference(self, reference_id: str) -> list[InvoiceRecord]:
+        """Every invoice minted for a reference, newest first."""
+        async with self.db.session() as session:
+            query = (
+                select(InvoiceRecord)
+                .where(InvoiceRecord.reference_id == reference_id)
+                .order_by(InvoiceRecord.created_at.desc(), InvoiceRecord.id.desc())
+            )
+            return list((await session.execute(query)).scalars())
+
+
+def _consume_exception(future: asyncio.Future[IssuedInvoice]) -> None:
+    # The failure is raised to the caller that owns the mint; waiters may be gone.
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,175 @@
+"""Settings: one ``Settings`` object read from ``RECEIVER_*`` environment variables and ``.env``.
+
+Every setting is documented, with its default, in ``.env.example``. ``load_settings`` turns any
+invalid value into one ``ConfigError`` line naming the variable (never a traceback, never the
+value of a secret). Per-backend settings (``RECEIVER_LND_URL``...) belong to each backend's own
+config class in ``receiver/lightning/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from receiver.errors import ConfigError
+from receiver.lightning.base import Network
+
+ENV_PREFIX = "RECEIVER_"
+
+KOTANI_HOSTS = {
+    "sandbox": "https://sandbox-api.kotanipay.com",
+    "production": "https://api.kotanipay.com",
+}
+
+# Kotani gives up on generate_invoice_url after 10 s; the whole mint path must finish before.
+KOTANI_CALLBACK_TIMEOUT = 10.0
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All of the service's settings. Tests build ``Settings(...)`` directly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,
+    )
+
+    # --- serving -------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    public_url: AnyHttpUrl | None = None
+    log_level: str = "info"
+    log_format: str = Field("console", pattern="^(console|json)$")
+
+    # --- storage -------------------------------------------------------------------------------
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    """Empty means ``sqlite+aiosqlite:///<data_dir>/receiver.sqlite3``."""
+
+    # --- invoices (generate_invoice_url) -------------------------------------------------------
+    network: Network = Network.REGTEST
+    backends: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["fake"])
+    invoice_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    invoice_expiry: int = Field(3600, ge=60, le=31 * 24 * 3600)
+    min_validity: int = Field(600, ge=0)
+    deadline: float = Field(8.0, gt=0, lt=KOTANI_CALLBACK_TIMEOUT)
+    max_amount_msat: int = Field(100_000_000_000, gt=0)
+    invoice_description: str = Field("Kotani Pay refund {reference_id}", max_length=500)
+
+    # --- circuit breaker (failover) ------------------------------------------------------------
+    breaker_threshold: int = Field(3, ge=1)
+    breaker_cooldown: float = Field(30.0, gt=0)
+
+    # --- Kotani webhooks -----------------------------------------------------------------------
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    allow_unsigned: bool = False
+    worker_max_attempts: int = Field(10, ge=1)
+    auto_retry_refund: bool = False
+    max_refund_retries: int = Field(1, ge=0)
+    forward_url: AnyHttpUrl | None = None
+    forward_secret: SecretStr | None = None
+    api_key: SecretStr | None = None
+
+    # --- Kotani API ----------------------------------------------------------------------------
+    kotani_base_url: str = "sandbox"
+    kotani_api_key: SecretStr | None = None
+    kotani_timeout: float = Field(15.0, gt=0)
+    bridge_keeper: bool = False
+    bridge_poll_interval: float = Field(30.0, gt=0)
+
+    @field_validator("backends", mode="before")
+    @classmethod
+    def _backends_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("invoice_tokens", "webhook_secrets", mode="before")
+    @classmethod
+    def _secrets_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("backends")
+    @classmethod
+    def _backends_nonempty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one backend, e.g. fake")
+        if len(set(value)) != len(value):
+            raise ValueError("a backend is listed twice")
+        return [name.lower() for name in value]
+
+    @field_validator("invoice_tokens")
+    @classmethod
+    def _tokens_strong(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for token in value:
+            secret = token.get_secret_value()
+            if len(secret) < 16 or not all(c.isalnum() or c in "-_" for c in secret):
+                raise ValueError(
+                    "each token needs at least 16 characters of [A-Za-z0-9_-] "
+                    "(`kotani-receiver token new` makes one)"
+                )
+        return value
+
+    @field_validator("kotani_base_url")
+    @classmethod
+    def _kotani_host(cls, value: str) -> str:
+        value = KOTANI_HOSTS.get(value.strip().lower(), value.strip()).rstrip("/")
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("use sandbox, production or an http(s) URL")
+        return value
+
+    @field_validator("invoice_description")
+    @classmethod
+    def _description_template(cls, value: str) -> str:
+        try:
+            value.format(reference_id="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError("only the placeholder {reference_id} is allowed") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.min_validity >= self.invoice_expiry:
+            raise ValueError("RECEIVER_MIN_VALIDITY must be shorter than RECEIVER_INVOICE_EXPIRY")
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'receiver.sqlite3'}"
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and ``.env``; any invalid value is one ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per bad variable, naming it as the user typed it (values are never shown)."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = error.get("loc") or ()
+        name = f"{ENV_PREFIX}{str(loc[0]).upper()}" if loc else "settings"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"{name}: {message}")
+    return "; ".join(lines)

@@ -1,0 +1,80 @@
+"""`kotani-receiver serve` as a real process: first-start token, masked logs, real requests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.server import free_port
+
+
+def start(tmp_path: Path, port: int, **env: str) -> subprocess.Popen[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+    base.update({"RECEIVER_DATA_DIR": str(tmp_path / "data"), "RECEIVER_PORT": str(port), **env})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "receiver", "serve"],
+        env=base,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()[0]
+    proc.kill()
+    raise AssertionError("serve did not start")
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=20)
+    return output
+
+
+def test_first_start_creates_a_private_token_and_prints_it_once(tmp_path: Path) -> None:
+    port = free_port()
+    proc = start(tmp_path, port)
+    token_file = tmp_path / "data" / "invoice-token"
+    token = token_file.read_text().strip()
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    ok = httpx.post(
+        f"http://127.0.0.1:{port}/invoices/{token}",
+        json={"amount_msat": 1_500_000, "reference_id": "TXN-001"},
+        timeout=15,
+    )
+    assert ok.status_code == 200, ok.text
+    first = stop(proc)
+    assert first.count(token) == 1, "the URL is printed exactly once, and logged nowhere"
+    assert f"/invoices/{token}" in first
+
+    proc = start(tmp_path, port)
+    httpx.post(f"http://127.0.0.1:{port}/invoices/{token}", json={"amount_msat": 1, "reference_id": "R"})
+    second = stop(proc)
+    assert token not in second
+    assert token_file.read_text().strip() == token
+
+
+def test_configured_token_never_reaches_the_logs(tmp_path: Path) -> None:
+    token = "configured-token-abcdef0123456789"
+    port = free_port()
+    proc = start(tmp_path, port, RECEIVER_INVOICE_TOKENS=f"{token},other-token-abcdef0123456789")
+    url = f"http://127.0.0.1:{port}/invoices/"
+    assert httpx.post(url + token, json={"amount_msat": 2000, "reference_id": "R1"}).status_code == 200
+    assert httpx.post(url + token, content=b"{bad").status_code == 400
+    assert httpx.post(url + token + "x", json={}).status_code == 404
+    output = stop(proc)
+    assert token not in output
+    assert "/invoices/***" in output
