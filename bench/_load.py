@@ -74,9 +74,15 @@ async def load(
     return Result(name, requests, seconds, latencies, errors)
 
 
-def start_process(args: list[str], env: dict[str, str], health: str, cwd: Path) -> subprocess.Popen[bytes]:
+def start_process(
+    args: list[str], env: dict[str, str], health: str, cwd: Path
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        args, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        args,
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -25,7 +25,7 @@ import coincurve
 from bolt11.models.tags import TagChar, Tags
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _load import PY, load, start_process, stop_process  # noqa: E402
+from _load import PY, load, start_process, stop_process
 
 TOKEN = "bench-token-0123456789abcdef"
 
@@ -64,16 +64,30 @@ async def main() -> None:
         root = Path(tmp)
         port_bare, port_service = 18431, 18432
         bare = start_process(
-            [PY, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent), "bare_app:app",
-             "--port", str(port_bare), "--no-access-log", "--log-level", "warning"],
-            {}, f"http://127.0.0.1:{port_bare}/healthz", root,
+            [
+                PY,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(Path(__file__).parent),
+                "bare_app:app",
+                "--port",
+                str(port_bare),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            {},
+            f"http://127.0.0.1:{port_bare}/healthz",
+            root,
         )
         try:
             bare_result = await load(
                 "bare starlette (canned JSON)",
                 f"http://127.0.0.1:{port_bare}/invoices/x",
                 lambda i: {"amount_msat": 1_500_000, "reference_id": f"B-{i}"},
-                requests=args.requests, concurrency=args.concurrency,
+                requests=args.requests,
+                concurrency=args.concurrency,
             )
         finally:
             stop_process(bare)
@@ -92,13 +106,15 @@ async def main() -> None:
                 "service: mint (fake, SQLite)",
                 f"http://127.0.0.1:{port_service}/invoices/{TOKEN}",
                 lambda i: {"amount_msat": 1_500_000 + i, "reference_id": f"S-{i}"},
-                requests=args.requests, concurrency=args.concurrency,
+                requests=args.requests,
+                concurrency=args.concurrency,
             )
             reuse_result = await load(
                 "service: repeat (idempotent reuse)",
                 f"http://127.0.0.1:{port_service}/invoices/{TOKEN}",
                 lambda i: {"amount_msat": 1_500_000 + (i % 50), "reference_id": f"S-{i % 50}"},
-                requests=args.requests, concurrency=args.concurrency,
+                requests=args.requests,
+                concurrency=args.concurrency,
             )
         finally:
             stop_process(service)
@@ -107,7 +123,9 @@ async def main() -> None:
     print(service_result.line())
     print(reuse_result.line())
     print()
-    print(f"service mint / bolt11 floor     = {service_result.rate / floor_rate:6.2f}x  (bar >= 0.60)")
+    print(
+        f"service mint / bolt11 floor     = {service_result.rate / floor_rate:6.2f}x  (bar >= 0.60)"
+    )
     print(f"service mint / bare starlette   = {service_result.rate / bare_result.rate:6.2f}x")
     print(f"concurrency {args.concurrency}, {args.requests} requests each, one worker process")
 

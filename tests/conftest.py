@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,44 @@ import pytest
 from receiver.settings import Settings
 
 TOKEN = "test-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the whole session (fails in CI when it cannot start)."""
+    from tests.support.postgres import postgres_server
+
+    try:
+        server = postgres_server()
+        url = server.__enter__()
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL could not start: {exc}")
+        pytest.skip(f"PostgreSQL could not start: {exc}")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> str:
+    """A new empty database on the session's PostgreSQL server, for one test."""
+    import asyncio
+
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(autouse=True)

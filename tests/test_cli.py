@@ -70,7 +70,10 @@ def test_urls_mask_the_token_unless_asked(tmp_path: Path) -> None:
 
 
 def test_token_new_is_long_and_random(tmp_path: Path) -> None:
-    first, second = cli(tmp_path, "token", "new").stdout.strip(), cli(tmp_path, "token", "new").stdout.strip()
+    first, second = (
+        cli(tmp_path, "token", "new").stdout.strip(),
+        cli(tmp_path, "token", "new").stdout.strip(),
+    )
     assert first != second and len(first) >= 40
 
 
@@ -92,7 +95,9 @@ def test_db_upgrade(tmp_path: Path) -> None:
         ({"RECEIVER_INVOICE_DESCRIPTION": "refund {amount}"}, "RECEIVER_INVOICE_DESCRIPTION"),
     ],
 )
-def test_bad_settings_are_one_clear_line(tmp_path: Path, env: dict[str, str], variable: str) -> None:
+def test_bad_settings_are_one_clear_line(
+    tmp_path: Path, env: dict[str, str], variable: str
+) -> None:
     result = cli(tmp_path, "invoice", "1000", **env)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -61,7 +61,9 @@ def test_first_start_creates_a_private_token_and_prints_it_once(tmp_path: Path) 
     assert f"/invoices/{token}" in first
 
     proc = start(tmp_path, port)
-    httpx.post(f"http://127.0.0.1:{port}/invoices/{token}", json={"amount_msat": 1, "reference_id": "R"})
+    httpx.post(
+        f"http://127.0.0.1:{port}/invoices/{token}", json={"amount_msat": 1, "reference_id": "R"}
+    )
     second = stop(proc)
     assert token not in second
     assert token_file.read_text().strip() == token
@@ -72,7 +74,9 @@ def test_configured_token_never_reaches_the_logs(tmp_path: Path) -> None:
     port = free_port()
     proc = start(tmp_path, port, RECEIVER_INVOICE_TOKENS=f"{token},other-token-abcdef0123456789")
     url = f"http://127.0.0.1:{port}/invoices/"
-    assert httpx.post(url + token, json={"amount_msat": 2000, "reference_id": "R1"}).status_code == 200
+    assert (
+        httpx.post(url + token, json={"amount_msat": 2000, "reference_id": "R1"}).status_code == 200
+    )
     assert httpx.post(url + token, content=b"{bad").status_code == 400
     assert httpx.post(url + token + "x", json={}).status_code == 404
     output = stop(proc)

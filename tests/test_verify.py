@@ -22,7 +22,9 @@ NODE = KEY.public_key.format(compressed=True).hex()
 
 def invoice(amount: int = 1_500_000, expiry: int = 3600, currency: str = "bcrt") -> tuple[str, str]:
     payment_hash = hashlib.sha256(os.urandom(8)).hexdigest()
-    encoded = sign(KEY, currency=currency, amount_msat=amount, payment_hash=payment_hash, expiry=expiry)
+    encoded = sign(
+        KEY, currency=currency, amount_msat=amount, payment_hash=payment_hash, expiry=expiry
+    )
     return encoded, payment_hash
 
 
@@ -94,7 +96,11 @@ def test_each_check_fails_alone(expect_kwargs: dict[str, object], reason: str) -
 def test_future_dated_invoice_is_refused() -> None:
     payment_hash = hashlib.sha256(b"x").hexdigest()
     encoded = sign(
-        KEY, currency="bcrt", amount_msat=1000, payment_hash=payment_hash, expiry=3600,
+        KEY,
+        currency="bcrt",
+        amount_msat=1000,
+        payment_hash=payment_hash,
+        expiry=3600,
         date=int(time.time()) + 3 * 3600,
     )
     with pytest.raises(InvalidInvoice) as caught:
@@ -106,7 +112,9 @@ def test_tampered_invoice_does_not_verify_as_the_same_node() -> None:
     encoded, _ = invoice()
     # Flip one data character (keeping a valid checksum is not possible: decoding must fail).
     position = len(encoded) // 2
-    flipped = encoded[:position] + ("q" if encoded[position] != "q" else "p") + encoded[position + 1 :]
+    flipped = (
+        encoded[:position] + ("q" if encoded[position] != "q" else "p") + encoded[position + 1 :]
+    )
     with pytest.raises(InvalidInvoice):
         decode_invoice(flipped)
 

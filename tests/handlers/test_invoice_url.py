@@ -119,7 +119,9 @@ async def test_json_with_a_wrong_content_type_is_still_served(live: httpx.AsyncC
 
 async def test_unknown_token_is_404_and_not_echoed(live: httpx.AsyncClient) -> None:
     for token in ("nope", TOKEN[:-1], TOKEN + "x", TOKEN.upper()):
-        response = await live.post(f"/invoices/{token}", json={"amount_msat": 1, "reference_id": "R"})
+        response = await live.post(
+            f"/invoices/{token}", json={"amount_msat": 1, "reference_id": "R"}
+        )
         assert response.status_code == 404
         assert token not in response.text
         assert response.json()["error"]["code"] == "not_found"

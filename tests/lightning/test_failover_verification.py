@@ -30,7 +30,9 @@ REASONS = {
 }
 
 
-async def post(settings: Settings, backends: list[LightningBackend], body: object = BODY) -> httpx.Response:
+async def post(
+    settings: Settings, backends: list[LightningBackend], body: object = BODY
+) -> httpx.Response:
     async with serve_app(create_app(settings, backends=backends)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             return await client.post(URL, json=body)

@@ -55,7 +55,9 @@ class FaultyBackend:
 
     capabilities = Capabilities(msat_precision=True, description_hash=False)
 
-    def __init__(self, fault: str, network: Network = Network.REGTEST, name: str = "faulty") -> None:
+    def __init__(
+        self, fault: str, network: Network = Network.REGTEST, name: str = "faulty"
+    ) -> None:
         self.name = name
         self.fault = fault
         self.network = network

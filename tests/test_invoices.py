@@ -1,0 +1,142 @@
+"""The mint path on both databases: idempotency, concurrency, the cross-process lease."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from sqlalchemy import func, select
+
+from receiver.amounts import Msat
+from receiver.db import InvoiceRecord
+from receiver.errors import MintUnavailable
+from receiver.invoices import InvoiceService
+from receiver.lightning.fake import FakeBackend, FakeConfig
+from receiver.services import Services, backend_context, open_services
+from receiver.settings import Settings
+from tests.support import bolt11_ref
+from tests.support.faulty import FaultyBackend
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("fresh_postgres_url"))
+    return ""
+
+
+@pytest.fixture
+async def services(
+    database_url: str, make_settings: Callable[..., Settings]
+) -> AsyncIterator[Services]:
+    settings = make_settings(database_url=database_url)
+    async with open_services(settings) as opened:
+        yield opened
+
+
+async def count(services: Services, reference: str) -> int:
+    async with services.db.session() as session:
+        total = await session.scalar(
+            select(func.count()).where(InvoiceRecord.reference_id == reference)
+        )
+    return int(total or 0)
+
+
+async def test_reuse_then_fresh(services: Services) -> None:
+    first = await services.invoices.get_or_mint("REF-1", Msat(1_500_000))
+    again = await services.invoices.get_or_mint("REF-1", Msat(1_500_000))
+    assert again.bolt11 == first.bolt11 and again.reused and not first.reused
+    forced = await services.invoices.get_or_mint("REF-1", Msat(1_500_000), fresh=True)
+    assert forced.payment_hash != first.payment_hash
+    assert bolt11_ref.decode(forced.bolt11).amount_msat == 1_500_000
+    assert await count(services, "REF-1") == 2
+
+
+async def test_concurrent_identical_requests_mint_once(services: Services) -> None:
+    results = await asyncio.gather(
+        *(services.invoices.get_or_mint("REF-C", Msat(42_000)) for _ in range(25))
+    )
+    assert len({r.payment_hash for r in results}) == 1
+    assert await count(services, "REF-C") == 1
+
+
+async def test_two_processes_share_one_mint_through_the_lease(services: Services) -> None:
+    # A second InvoiceService on the same database is what a second worker process is: it has
+    # its own in-process futures, so only the lease row keeps it from minting again.
+    other = InvoiceService(
+        services.db,
+        services.chain,
+        deadline=5.0,
+        expiry=3600,
+        min_validity=600,
+        description="x {reference_id}",
+    )
+    results = await asyncio.gather(
+        *(
+            (services.invoices if i % 2 else other).get_or_mint("REF-L", Msat(9_000))
+            for i in range(20)
+        )
+    )
+    assert len({r.payment_hash for r in results}) == 1
+    assert await count(services, "REF-L") == 1
+
+
+async def test_paid_invoice_is_never_reused(services: Services) -> None:
+    first = await services.invoices.get_or_mint("REF-P", Msat(5_000))
+    node = FakeBackend(FakeConfig(), backend_context(services.settings))
+    try:
+        await node.pay(first.payment_hash, Msat(5_000))
+    finally:
+        await node.aclose()
+    second = await services.invoices.get_or_mint("REF-P", Msat(5_000))
+    assert second.payment_hash != first.payment_hash
+    record = await services.invoices.get(first.payment_hash)
+    assert record is not None and record.status == "paid" and record.paid_msat == 5_000
+
+
+async def test_failed_mint_leaves_no_lease_behind(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(deadline=0.5)
+    async with open_services(settings, backends=[FaultyBackend("unavailable")]) as broken:
+        with pytest.raises(MintUnavailable):
+            await broken.invoices.get_or_mint("REF-X", Msat(1000))
+    async with open_services(settings) as working:
+        issued = await working.invoices.get_or_mint("REF-X", Msat(1000), deadline=2.0)
+        assert issued.amount_msat == 1000
+
+
+async def test_lease_of_a_crashed_process_is_taken_over(services: Services) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from receiver.db.models import MintLease
+    from receiver.db.types import utcnow
+
+    key = f"{len('REF-S')}:REF-S:3000"
+    async with services.db.engine.begin() as conn:
+        await conn.execute(
+            insert(MintLease).values(key=key, owner="dead", expires_at=utcnow() - timedelta(1))
+        )
+    issued = await services.invoices.get_or_mint("REF-S", Msat(3000))
+    assert issued.amount_msat == 3000
+
+
+async def test_live_lease_makes_others_wait_for_its_invoice(services: Services) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from receiver.db.models import MintLease
+    from receiver.db.types import utcnow
+
+    key = f"{len('REF-W')}:REF-W:3000"
+    async with services.db.engine.begin() as conn:
+        await conn.execute(
+            insert(MintLease).values(key=key, owner="other", expires_at=utcnow() + timedelta(1))
+        )
+    with pytest.raises(MintUnavailable):
+        await services.invoices.get_or_mint("REF-W", Msat(3000), deadline=0.5)
+    assert await count(services, "REF-W") == 0
