@@ -27,7 +27,7 @@ from receiver.settings import Settings, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("receiver.kotani.cli", "receiver.inbox.cli", "receiver.check")
 """Modules that add subcommands (``register(subparsers)``)."""
 
 
@@ -56,6 +56,15 @@ def base_url(settings: Settings) -> str:
     return local_base_url(settings)
 
 
+async def _preflight(settings: Settings) -> int:
+    from receiver.lightning.registry import load_backends
+    from receiver.services import backend_context
+
+    for backend in load_backends(settings.backends, backend_context(settings)):
+        await backend.aclose()
+    return await _db_upgrade(settings, quiet=True)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -65,6 +74,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
         settings = settings.model_copy(update=overrides)
+    # Pre-flight outside the server: a bad backend setting or an unreachable database is one
+    # clear line here, not a traceback from the server's lifespan.
+    run(_preflight(settings))
     _, created = resolve_tokens(settings, create=True)
     if created is not None:
         # Printed once, on the start that created it; afterwards `urls --show-secrets`.
@@ -192,15 +204,22 @@ def cmd_token_new(args: argparse.Namespace, settings: Settings) -> int:
 # --- db / fake --------------------------------------------------------------------------------
 
 
-async def _db_upgrade(settings: Settings) -> int:
+async def _db_upgrade(settings: Settings, *, quiet: bool = False) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from receiver.db import Database
 
     db = Database(settings.database_url)
     try:
         await db.upgrade()
+    except (SQLAlchemyError, OSError) as exc:
+        # The driver's message names the host or file, never the password (URL not echoed).
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        raise ConfigError(f"RECEIVER_DATABASE_URL: the database is unreachable ({reason})") from exc
     finally:
         await db.dispose()
-    print("database is up to date")
+    if not quiet:
+        print("database is up to date")
     return 0
 
 

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from receiver.errors import ConfigError
 from receiver.lightning.base import Network
@@ -33,6 +35,13 @@ KOTANI_HOSTS = {
 
 # Kotani gives up on generate_invoice_url after 10 s; the whole mint path must finish before.
 KOTANI_CALLBACK_TIMEOUT = 10.0
+
+
+_ASYNC_DRIVERS = {
+    "sqlite:": "sqlite+aiosqlite:",
+    "postgresql:": "postgresql+asyncpg:",
+    "postgres:": "postgresql+asyncpg:",
+}
 
 
 def _split_csv(value: Any) -> Any:
@@ -82,6 +91,9 @@ class Settings(BaseSettings):
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     allow_unsigned: bool = False
     worker_max_attempts: int = Field(10, ge=1)
+    worker_lease: float = Field(30.0, ge=1, le=3600)
+    """Seconds a worker holds an event; after a crash the event is handled again this late."""
+    worker_concurrency: int = Field(4, ge=1, le=64)
     auto_retry_refund: bool = False
     max_refund_retries: int = Field(1, ge=0)
     forward_url: AnyHttpUrl | None = None
@@ -141,6 +153,26 @@ class Settings(BaseSettings):
             value.format(reference_id="x")
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError("only the placeholder {reference_id} is allowed") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        for plain, driver in _ASYNC_DRIVERS.items():
+            if value.startswith(plain):
+                value = driver + value[len(plain) :]
+                break
+        if not value.startswith(tuple(_ASYNC_DRIVERS.values())):
+            raise ValueError(
+                "use sqlite+aiosqlite:///path or postgresql+asyncpg://user:pass@host/db"
+            )
+        try:
+            make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("not a database URL") from exc
         return value
 
     @model_validator(mode="after")

@@ -93,6 +93,7 @@ def test_db_upgrade(tmp_path: Path) -> None:
         ({"RECEIVER_BACKENDS": "fake,nosuchnode"}, "RECEIVER_BACKENDS"),
         ({"RECEIVER_MIN_VALIDITY": "7200"}, "RECEIVER_MIN_VALIDITY"),
         ({"RECEIVER_INVOICE_DESCRIPTION": "refund {amount}"}, "RECEIVER_INVOICE_DESCRIPTION"),
+        ({"RECEIVER_DATABASE_URL": "mysql://u:short-secret@h/db"}, "RECEIVER_DATABASE_URL"),
     ],
 )
 def test_bad_settings_are_one_clear_line(
@@ -110,3 +111,11 @@ def test_help_everywhere(tmp_path: Path) -> None:
     for args in (["--help"], ["serve", "--help"], ["invoice", "--help"], ["fake", "pay", "--help"]):
         result = cli(tmp_path, *args)
         assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_unreachable_database_stops_serve_with_one_line(tmp_path: Path) -> None:
+    url = "postgresql://user:hunter2-secret@127.0.0.1:1/db"
+    result = cli(tmp_path, "serve", RECEIVER_DATABASE_URL=url)
+    assert result.returncode == 2
+    assert "RECEIVER_DATABASE_URL" in result.stderr and "unreachable" in result.stderr
+    assert "hunter2-secret" not in result.stderr and "Traceback" not in result.stderr
