@@ -23,6 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from receiver.errors import ReceiverError
 from receiver.handlers.health import healthz, readyz
 from receiver.handlers.invoice_url import create_invoice
+from receiver.handlers.kotani_webhook import routes as webhook_routes
+from receiver.inbox.runtime import open_webhooks
+from receiver.kotani.refund_config import handle_refund_configs
+from receiver.kotani.wiring import open_kotani
 from receiver.lightning.base import LightningBackend
 from receiver.logs import AccessLog, get_logger, mask_path
 from receiver.services import open_services
@@ -106,6 +110,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings, backends=backends) as services:
             app.state.services = services
+            app.state.kotani = await open_kotani(services)
+            # Webhook inbox, worker and forwarder; closed before the database (LIFO).
+            app.state.webhooks = await services.stack.enter_async_context(open_webhooks(services))
             log.info(
                 "app.started",
                 backends=[b.name for b in services.chain.backends],
@@ -119,6 +126,8 @@ def create_app(
         Route("/invoices/{token}", create_invoice, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/refund-configs", handle_refund_configs, methods=["POST"]),
+        *webhook_routes(),
     ]
     return Starlette(
         routes=routes,

@@ -54,7 +54,13 @@ async def open_services(
             backends = load_backends(settings.backends, backend_context(settings))
             for backend in backends:
                 stack.push_async_callback(backend.aclose)
-        chain = BackendChain(backends, network=settings.network, min_validity=settings.min_validity)
+        chain = BackendChain(
+            backends,
+            network=settings.network,
+            min_validity=settings.min_validity,
+            breaker_threshold=settings.breaker_threshold,
+            breaker_cooldown=settings.breaker_cooldown,
+        )
         invoices = InvoiceService(
             db,
             chain,

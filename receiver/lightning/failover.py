@@ -1,32 +1,50 @@
 """Mint through the configured backends, in order, inside one deadline.
 
-``BackendChain.mint`` tries each backend with what is left of the deadline, verifies what it
-returns (``receiver.verify``) and returns the first invoice that passes. A backend that cannot
-represent the amount exactly is skipped, never rounded; an invoice that fails verification is a
-fault of its backend and never leaves. When no backend succeeds, ``MintUnavailable`` lists one
-machine code per attempt.
+``BackendChain.mint`` walks ``RECEIVER_BACKENDS`` in order and returns the first invoice that
+passes verification (``receiver.verify``):
+
+- a backend that cannot represent the request is skipped before any I/O, never rounded: a
+  sats-only backend and an amount that is not a whole number of sats
+  (``backend.amount_precision``), or a description hash it cannot commit to;
+- a backend whose circuit breaker is open (``receiver.lightning.breaker``: consecutive failures,
+  cool-down, one half-open probe) is skipped at once (``backend.circuit_open``);
+- every other backend gets a share of what is left of the deadline: what is left divided by the
+  number of backends still able to answer (this one included), so a hung primary cannot eat the
+  secondary's time, and one that fails fast hands its unused share on. The share is both an
+  ``asyncio.timeout`` and the ``_http`` deadline its HTTP calls read;
+- an invoice that fails verification is a fault of its backend (it counts against its breaker)
+  and never leaves.
+
+When no backend succeeds, ``MintUnavailable`` (503) lists one machine code per backend.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from receiver.amounts import Msat
 from receiver.errors import (
     AmountNotRepresentable,
     Attempt,
+    BackendCircuitOpen,
     BackendError,
+    BackendRejected,
     BackendTimeout,
     MintUnavailable,
 )
+from receiver.lightning._http import deadline
 from receiver.lightning.base import LightningBackend, Network
+from receiver.lightning.breaker import BreakerState, CircuitBreaker, counts_as_failure
 from receiver.logs import get_logger
 from receiver.verify import DecodedInvoice, Expectation, verify_invoice
 
 log = get_logger("failover")
+
+HTTP_MARGIN = 0.02
+"""Seconds by which an attempt's HTTP deadline precedes its hard bound."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +55,24 @@ class Minted:
     invoice: DecodedInvoice
 
 
+def cannot_represent(
+    backend: LightningBackend, amount_msat: Msat, description_hash: bytes | None
+) -> BackendError | None:
+    """Why ``backend`` cannot mint this request exactly, decided from its capabilities alone."""
+    if not backend.capabilities.msat_precision and amount_msat % 1000:
+        return AmountNotRepresentable(
+            f"{backend.name} mints whole sats only; {amount_msat} msat is not one",
+            backend=backend.name,
+        )
+    if description_hash is not None and not backend.capabilities.description_hash:
+        return BackendRejected(
+            f"{backend.name} cannot commit to a description hash", backend=backend.name
+        )
+    return None
+
+
 class BackendChain:
-    """The ordered list of backends, tried in turn for each invoice."""
+    """The ordered list of backends, tried in turn for each invoice, each behind a breaker."""
 
     def __init__(
         self,
@@ -46,15 +80,28 @@ class BackendChain:
         *,
         network: Network,
         min_validity: int,
+        breaker_threshold: int = 3,
+        breaker_cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend is required")
+        names = [b.name for b in backends]
+        if len(set(names)) != len(names):
+            raise ValueError("backend names must be unique")
         self.backends = list(backends)
         self.network = network
         self.min_validity = min_validity
+        self.breakers = {
+            name: CircuitBreaker(breaker_threshold, breaker_cooldown, clock) for name in names
+        }
 
     def by_name(self, name: str) -> LightningBackend | None:
         return next((b for b in self.backends if b.name == name), None)
+
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """Each backend's breaker state (for health reporting)."""
+        return {name: breaker.state for name, breaker in self.breakers.items()}
 
     async def mint(
         self,
@@ -69,25 +116,49 @@ class BackendChain:
         loop = asyncio.get_running_loop()
         attempts: list[Attempt] = []
         for index, backend in enumerate(self.backends):
+            skipped = cannot_represent(backend, amount_msat, description_hash)
+            if skipped is not None:
+                attempts.append(Attempt(backend.name, skipped.error_code, skipped.message))
+                continue
+            breaker = self.breakers[backend.name]
+            if not breaker.acquire():
+                error = BackendCircuitOpen(
+                    f"{backend.name} skipped after repeated failures; next probe in "
+                    f"{breaker.retry_in():.0f} s",
+                    backend=backend.name,
+                )
+                attempts.append(Attempt(backend.name, error.error_code, error.message))
+                continue
             left = deadline_at - loop.time()
             if left <= 0:
+                breaker.neutral()
                 attempts.append(Attempt(backend.name, BackendTimeout.code, "deadline reached"))
                 continue
-            # A hung backend may use only its share of what is left, so the next ones still get
-            # a chance; a backend that fails fast hands its unused share on.
-            budget = left / (len(self.backends) - index)
+            later = self._able(self.backends[index + 1 :], amount_msat, description_hash)
+            budget = left / (1 + later)
             try:
                 invoice = await self._attempt(
                     backend, amount_msat, memo, expiry, description_hash, budget
                 )
             except BackendError as exc:
-                code = exc.error_code
-                attempts.append(Attempt(backend.name, code, exc.message))
+                if counts_as_failure(exc):
+                    breaker.failure()
+                else:
+                    breaker.neutral()
+                attempts.append(Attempt(backend.name, exc.error_code, exc.message))
                 log.warning(
-                    "mint.backend_failed", backend=backend.name, code=code, error=exc.message
+                    "mint.backend_failed",
+                    backend=backend.name,
+                    code=exc.error_code,
+                    error=exc.message,
+                    breaker=breaker.state.value,
                 )
                 continue
+            except asyncio.CancelledError:
+                breaker.neutral()  # the caller gave up; says nothing about the backend
+                raise
             except Exception as exc:  # a backend bug must not stop the next backend
+                breaker.failure()
                 attempts.append(Attempt(backend.name, "backend.internal", type(exc).__name__))
                 log.error(
                     "mint.backend_crashed",
@@ -96,8 +167,23 @@ class BackendChain:
                     exc_info=exc,
                 )
                 continue
+            breaker.success()
             return Minted(backend=backend.name, invoice=invoice)
         raise MintUnavailable("no backend could mint a verified invoice in time", attempts)
+
+    def _able(
+        self,
+        backends: Sequence[LightningBackend],
+        amount_msat: Msat,
+        description_hash: bytes | None,
+    ) -> int:
+        """How many of ``backends`` could still be tried (representable, breaker not open)."""
+        return sum(
+            1
+            for b in backends
+            if cannot_represent(b, amount_msat, description_hash) is None
+            and self.breakers[b.name].state is not BreakerState.OPEN
+        )
 
     async def _attempt(
         self,
@@ -108,23 +194,25 @@ class BackendChain:
         description_hash: bytes | None,
         budget: float,
     ) -> DecodedInvoice:
-        if not backend.capabilities.msat_precision and amount_msat % 1000:
-            raise AmountNotRepresentable(
-                f"{backend.name} mints whole sats only; {amount_msat} msat is not one",
-                backend=backend.name,
-            )
         try:
-            async with asyncio.timeout(budget):
-                minted = await backend.create_invoice(amount_msat, memo, expiry, description_hash)
-                expect = Expectation(
-                    network=self.network,
-                    amount_msat=amount_msat,
-                    payment_hash=minted.payment_hash,
-                    node_id=minted.node_id,
-                    description_hash=description_hash.hex() if description_hash else None,
-                    min_validity=self.min_validity,
-                )
-                return await asyncio.to_thread(verify_invoice, minted.bolt11, expect, time.time())
+            # HTTP backends stop a moment before the hard bound and report a clean timeout;
+            # the hard bound (asyncio.timeout) covers backends that do not use ``_http``.
+            with deadline(max(budget - HTTP_MARGIN, 0.0)):
+                async with asyncio.timeout(budget):
+                    minted = await backend.create_invoice(
+                        amount_msat, memo, expiry, description_hash
+                    )
+                    expect = Expectation(
+                        network=self.network,
+                        amount_msat=amount_msat,
+                        payment_hash=minted.payment_hash,
+                        node_id=minted.node_id,
+                        description_hash=description_hash.hex() if description_hash else None,
+                        min_validity=self.min_validity,
+                    )
+                    return await asyncio.to_thread(
+                        verify_invoice, minted.bolt11, expect, time.time()
+                    )
         except TimeoutError as exc:
             raise BackendTimeout(
                 f"{backend.name} did not answer within {budget:.2f} s", backend=backend.name

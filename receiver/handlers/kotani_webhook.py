@@ -1,0 +1,94 @@
+"""``POST /webhooks/kotani`` and ``POST /webhooks/kotani/{token}``: verify, persist, then 2xx.
+
+Signed mode (``/webhooks/kotani``): the ``X-Kotani-Signature`` (or the body's ``signature``) must
+match one of ``RECEIVER_WEBHOOK_SECRETS`` (``receiver.webhooks.signature``). A delivery that
+carries no signature is accepted only with ``RECEIVER_ALLOW_UNSIGNED=true``. Every refusal is the
+same 401.
+
+Direct mode (``/webhooks/kotani/{token}``): the token is one of the invoice URL tokens, checked
+in constant time, unknown tokens are 404 (never echoed). The body may be the bare transaction
+object (or an undocumented crypto-bridge callback): it is stored whole. A signature, when present
+and a secret is configured, must still verify.
+
+Either way the raw body, the headers and how it was authenticated are committed before the
+answer (``Inbox.accept``); a duplicate answers 200 with the first copy's id. Body > 256 KiB ->
+413, not JSON -> 400. The event is handled later by the worker, whatever its type.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from receiver.errors import NotFound
+from receiver.handlers._body import read_body
+from receiver.inbox import api
+from receiver.inbox.models import Verification
+from receiver.inbox.runtime import WebhookRuntime
+from receiver.inbox.store import NewEvent
+from receiver.settings import Settings
+from receiver.webhooks import jsjson
+from receiver.webhooks.delivery import classify, envelope_delivery, has_signature, storable_headers
+from receiver.webhooks.errors import WebhookMalformed, WebhookUnauthorized
+from receiver.webhooks.signature import SIGNATURE_HEADER, verify
+
+BODY_LIMIT = 256 * 1024
+
+
+def authenticate(
+    raw: bytes, headers: dict[str, str], settings: Settings, *, token: bool
+) -> NewEvent:
+    """The delivery as it will be stored, or ``WebhookUnauthorized`` / a 400 error.
+
+    ``headers`` are the request's, lower-cased (``storable_headers``).
+    """
+    parsed = jsjson.loads(raw)
+    if not isinstance(parsed, dict):
+        raise WebhookMalformed("the body is not a JSON object")
+    header = headers.get(SIGNATURE_HEADER)
+    signed = has_signature(parsed, header)
+    if signed and settings.webhook_secrets:
+        verified = verify(raw, header, settings.webhook_secrets, parsed=parsed)
+        delivery = envelope_delivery(verified.event, verified.data)
+        detail = f"{verified.form}#{verified.secret_index}"
+        return NewEvent(delivery, Verification.SIGNATURE, detail, raw, headers)
+    if token:
+        return NewEvent(classify(raw), Verification.TOKEN, "", raw, headers)
+    if settings.allow_unsigned:
+        detail = "signature not checked (no secret)" if signed else ""
+        return NewEvent(classify(raw), Verification.UNSIGNED, detail, raw, headers)
+    raise WebhookUnauthorized()
+
+
+async def _accept(request: Request, *, token: bool) -> JSONResponse:
+    runtime: WebhookRuntime = request.app.state.webhooks
+    raw = await read_body(request, BODY_LIMIT)
+    headers = storable_headers(request.headers.items())
+    event = authenticate(raw, headers, runtime.services.settings, token=token)
+    accepted = await runtime.inbox.accept(event)
+    return JSONResponse(
+        {"ok": True, "event_id": accepted.event_id, "duplicate": accepted.duplicate}
+    )
+
+
+async def kotani_webhook(request: Request) -> JSONResponse:
+    """Signed deliveries (or unsigned, when explicitly allowed)."""
+    return await _accept(request, token=False)
+
+
+async def kotani_webhook_direct(request: Request) -> JSONResponse:
+    """Deliveries to a callback URL that carries one of the service's tokens."""
+    runtime: WebhookRuntime = request.app.state.webhooks
+    if not runtime.services.tokens.matches(str(request.path_params["token"])):
+        raise NotFound("no webhook URL here")
+    return await _accept(request, token=True)
+
+
+def routes() -> list[Route]:
+    """The webhook endpoints and the internal read/replay API (``receiver.inbox.api``)."""
+    return [
+        Route("/webhooks/kotani", kotani_webhook, methods=["POST"]),
+        Route("/webhooks/kotani/{token}", kotani_webhook_direct, methods=["POST"]),
+        *api.routes(),
+    ]

@@ -1,0 +1,335 @@
+"""HTTP plumbing for every HTTP backend, written once: timeouts, error mapping, shape checks.
+
+Every HTTP backend (lnd, cln, lnbits, phoenixd, eclair, lnaddress) talks to its node through one
+``HttpBackendClient``. It owns the ``httpx.AsyncClient`` (pooled connections, TLS, credential
+headers) and turns every foreign failure into the service's own error tree, always
+``raise ... from exc``:
+
+    httpx.ConnectError, other transport errors  -> BackendUnavailable  (TLS failures say so)
+    httpx.ConnectTimeout/ReadTimeout/WriteTimeout/PoolTimeout,
+    the call outliving its timeout               -> BackendTimeout
+    HTTP 401 / 403                               -> BackendAuthError
+    HTTP 5xx                                     -> BackendUnavailable  (node message kept)
+    other HTTP 4xx                               -> BackendRejected     (node message kept)
+    3xx, non-JSON body, wrong shape              -> BackendProtocolError
+
+The node's own message is kept (trimmed to one short line) because "amount too small" is
+actionable, but every credential the client holds is scrubbed from it first; credentials live
+only in request headers and never in a message or a ``repr``.
+
+Timeouts are not literals per call: each call gets ``timeout`` seconds, which callers take from
+``time_left()``, i.e. what is left of the deadline the minting path set with ``deadline()`` (or a
+default outside any deadline, e.g. for ``kotani-receiver check``). The whole call, connection
+pool wait included, is bounded by it; a call with no time left is not sent at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from receiver.errors import (
+    BackendAuthError,
+    BackendError,
+    BackendProtocolError,
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
+)
+
+DEFAULT_TIMEOUT = 8.0
+"""Per-call bound when no deadline is set (start-up checks, status polls)."""
+
+MAX_MESSAGE = 200
+"""A node's error message is kept up to this many characters."""
+
+_DEADLINE: ContextVar[float | None] = ContextVar("receiver_backend_deadline", default=None)
+
+Model = TypeVar("Model", bound=BaseModel)
+ErrorHook = Callable[[httpx.Response, str], BackendError | None]
+"""Lets a backend claim an error answer before the generic mapping (CLN's RPC errors are 500s)."""
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[float]:
+    """Bound every backend call made inside this block to ``seconds`` from now, in total.
+
+    Nested deadlines never extend an outer one. Yields the absolute ``time.monotonic()`` value.
+    """
+    at = time.monotonic() + seconds
+    outer = _DEADLINE.get()
+    if outer is not None:
+        at = min(at, outer)
+    token = _DEADLINE.set(at)
+    try:
+        yield at
+    finally:
+        _DEADLINE.reset(token)
+
+
+def time_left(default: float = DEFAULT_TIMEOUT) -> float:
+    """Seconds left before the current deadline (``default`` when there is none), never < 0."""
+    at = _DEADLINE.get()
+    if at is None:
+        return default
+    return max(0.0, min(default, at - time.monotonic()))
+
+
+def one_line(text: str, secrets: Sequence[str] = ()) -> str:
+    """A node message made safe to show: secrets scrubbed, one line, at most ``MAX_MESSAGE``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def node_message(response: httpx.Response) -> str:
+    """The error text a node put in its answer, from the usual JSON shapes or the raw text."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text
+    return _message_from(body) or response.text
+
+
+def _message_from(body: Any) -> str | None:
+    if isinstance(body, str):
+        return body
+    if isinstance(body, list):
+        parts = [m for m in (_message_from(item) for item in body[:3]) if m]
+        return "; ".join(parts) or None
+    if not isinstance(body, dict):
+        return None
+    # LND/grpc-gateway and CLN: {"message"}; Eclair: {"error": str}; LNbits/FastAPI: {"detail"};
+    # LNURL: {"reason"}; FastAPI validation: {"detail": [{"msg"}]}.
+    for key in ("message", "error", "detail", "reason", "msg"):
+        if key in body:
+            found = _message_from(body[key])
+            if found:
+                return found
+    return None
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in str(exc)
+
+
+def _host(url: httpx.URL) -> str:
+    # Never the full URL: a userinfo part or a query string may carry a credential.
+    if not url.host:
+        return "the backend"
+    return f"{url.host}:{url.port}" if url.port else url.host
+
+
+class HttpBackendClient:
+    """One backend's HTTP connection pool and its error mapping (see the module docstring)."""
+
+    def __init__(
+        self,
+        backend: str,
+        base_url: str = "",
+        *,
+        headers: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
+        verify: ssl.SSLContext | bool = True,
+        error_hook: ErrorHook | None = None,
+        follow_redirects: bool = False,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.backend = backend
+        self.base_url = base_url.rstrip("/")
+        self._secrets = tuple(s for s in secrets if s)
+        self._error_hook = error_hook
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=dict(headers or {}),
+            verify=verify,
+            follow_redirects=follow_redirects,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            trust_env=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpBackendClient(backend={self.backend!r}, base_url={self.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def clean(self, text: str) -> str:
+        """``one_line`` with this client's secrets scrubbed."""
+        return one_line(text, self._secrets)
+
+    # The timeout is a parameter on purpose: it is what is left of the caller's deadline, and
+    # the call enforces it itself (asyncio.timeout around the whole exchange).
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: float,  # noqa: ASYNC109
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        params: Mapping[str, str | int] | None = None,
+        allow_status: Collection[int] = (),
+    ) -> Any:
+        """Send one request and return its decoded JSON body.
+
+        Answers whose status is in ``allow_status`` (404 for an unknown invoice, say) return
+        ``None`` instead of raising. Everything else that is not a 2xx JSON answer raises a
+        ``BackendError`` subclass.
+        """
+        response = await self.send(
+            method, url, timeout=timeout, json_body=json_body, form=form, params=params
+        )
+        if response.status_code in allow_status:
+            return None
+        self.raise_for_status(response)
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BackendProtocolError(
+                f"{self.backend}: answer to {method} {response.request.url.path} is not JSON",
+                backend=self.backend,
+            ) from exc
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: float,  # noqa: ASYNC109
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> httpx.Response:
+        """Send one request bounded by ``timeout`` seconds in total; transport errors mapped."""
+        if timeout <= 0:
+            raise BackendTimeout(f"{self.backend}: no time left to call it", backend=self.backend)
+        target = self._client.base_url.join(url) if self.base_url else httpx.URL(url)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._client.request(
+                    method,
+                    url,
+                    json=json_body,
+                    data=form,
+                    params=params,
+                    timeout=httpx.Timeout(timeout),
+                )
+        except TimeoutError as exc:
+            raise BackendTimeout(
+                f"{self.backend}: no answer from {_host(target)} within {timeout:.1f} s",
+                backend=self.backend,
+            ) from exc
+        except httpx.TimeoutException as exc:
+            what = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
+            raise BackendTimeout(
+                f"{self.backend}: timed out {what} {_host(target)} ({timeout:.1f} s)",
+                backend=self.backend,
+            ) from exc
+        except httpx.ConnectError as exc:
+            if _tls_failure(exc):
+                raise BackendUnavailable(
+                    f"{self.backend}: TLS handshake with {_host(target)} failed"
+                    " (certificate not trusted or wrong host name)",
+                    backend=self.backend,
+                ) from exc
+            raise BackendUnavailable(
+                f"{self.backend}: cannot connect to {_host(target)}", backend=self.backend
+            ) from exc
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(
+                f"{self.backend}: connection to {_host(target)} failed ({type(exc).__name__})",
+                backend=self.backend,
+            ) from exc
+        except httpx.InvalidURL as exc:
+            raise BackendUnavailable(
+                f"{self.backend}: invalid URL for this backend", backend=self.backend
+            ) from exc
+
+    def raise_for_status(self, response: httpx.Response) -> None:
+        """Map a non-2xx answer to the error tree (the backend's hook gets the first say)."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        if self._error_hook is not None:
+            claimed = self._error_hook(response, self.backend)
+            if claimed is not None:
+                raise claimed
+        where = f"{response.request.method} {response.request.url.path}"
+        message = self.clean(node_message(response))
+        detail = f": {message}" if message else ""
+        if status in (401, 403):
+            raise BackendAuthError(
+                f"{self.backend}: credentials refused (HTTP {status} on {where})",
+                backend=self.backend,
+            )
+        if status >= 500:
+            raise BackendUnavailable(
+                f"{self.backend}: HTTP {status} on {where}{detail}", backend=self.backend
+            )
+        if 400 <= status < 500:
+            raise BackendRejected(
+                f"{self.backend}: HTTP {status} on {where}{detail}", backend=self.backend
+            )
+        raise BackendProtocolError(
+            f"{self.backend}: unexpected HTTP {status} on {where}", backend=self.backend
+        )
+
+    def parse(self, model: type[Model], data: Any, what: str) -> Model:
+        """Validate an answer against the documented shape; a mismatch is BackendProtocolError."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            fields = ", ".join(
+                ".".join(str(part) for part in err.get("loc", ())) or "body"
+                for err in exc.errors(include_input=False, include_url=False)[:3]
+            )
+            raise BackendProtocolError(
+                f"{self.backend}: {what} answer is not of the documented shape ({fields})",
+                backend=self.backend,
+            ) from exc
+
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def is_payment_hash(value: str) -> bool:
+    """A 32-byte hex payment hash (what every status call takes)."""
+    return bool(_HEX64.fullmatch(value))
+
+
+def check_base_url(value: str) -> str:
+    """Validate a backend base URL setting (http or https, a host, no credentials in it)."""
+    value = value.strip().rstrip("/")
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError("not a valid URL") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("use an http:// or https:// URL with a host")
+    if url.userinfo:
+        raise ValueError("put credentials in their own setting, not in the URL")
+    return value

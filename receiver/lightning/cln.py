@@ -1,0 +1,196 @@
+"""Core Lightning through clnrest (``POST /v1/<rpc method>``, JSON parameters, ``Rune`` header).
+
+Follows Core Lightning's documentation:
+- clnrest: https://docs.corelightning.org/docs/rest : every RPC method is ``POST /v1/<method>``
+  with its parameters as a JSON object and the rune in the ``Rune`` header; success is 201,
+  a bad or missing rune 401/403, an RPC error 500 with the RPC error object ``{"code", "message"}``.
+- invoice: https://docs.corelightning.org/reference/lightning-invoice : ``amount_msat``, a unique
+  ``label``, ``description``, ``expiry``; answer ``bolt11``, ``payment_hash``, ``expires_at``.
+  It cannot commit to a bare description hash (``deschashonly`` hashes a description it is
+  given), so ``capabilities.description_hash`` is False.
+- listinvoices: https://docs.corelightning.org/reference/lightning-listinvoices :
+  ``{"payment_hash"}``; answer ``invoices: [{status: unpaid|paid|expired, amount_received_msat}]``.
+- getinfo: https://docs.corelightning.org/reference/lightning-getinfo : ``id``, ``alias``,
+  ``network`` (bitcoin, testnet, testnet4, signet, regtest).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import ClassVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from receiver.amounts import Msat
+from receiver.errors import BackendError, BackendRejected
+from receiver.lightning._http import (
+    HttpBackendClient,
+    check_base_url,
+    is_payment_hash,
+    time_left,
+)
+from receiver.lightning.base import (
+    BackendConfig,
+    BackendContext,
+    Capabilities,
+    InvoiceState,
+    InvoiceStatus,
+    MintedInvoice,
+    Network,
+    NodeInfo,
+)
+
+_NETWORKS = {
+    "bitcoin": Network.BITCOIN,
+    "testnet": Network.TESTNET,
+    "testnet4": Network.TESTNET,
+    "signet": Network.SIGNET,
+    "regtest": Network.REGTEST,
+}
+
+
+class ClnConfig(BackendConfig):
+    """``RECEIVER_CLN_*``: clnrest's URL and a rune allowing invoice, listinvoices, getinfo."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECEIVER_CLN_",
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,
+        env_ignore_empty=True,
+    )
+
+    url: str
+    """clnrest base URL, e.g. ``https://127.0.0.1:3010``."""
+    rune: SecretStr
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_base_url(value)
+
+    @field_validator("rune")
+    @classmethod
+    def _rune(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("the rune is empty")
+        return SecretStr(value.get_secret_value().strip())
+
+
+class _InvoiceAnswer(BaseModel):
+    bolt11: str
+    payment_hash: str
+
+
+class _ListedInvoice(BaseModel):
+    status: str
+    amount_received_msat: int | None = None
+
+
+class _ListInvoices(BaseModel):
+    invoices: list[_ListedInvoice]
+
+
+class _GetInfo(BaseModel):
+    id: str
+    alias: str = ""
+    network: str = ""
+
+
+class ClnBackend:
+    """Core Lightning via clnrest (msat precision; no bare description hash)."""
+
+    Config: ClassVar[type[BackendConfig]] = ClnConfig
+    capabilities = Capabilities(msat_precision=True, description_hash=False, max_expiry=None)
+
+    def __init__(self, config: BackendConfig, context: BackendContext) -> None:
+        assert isinstance(config, ClnConfig)
+        self.name = "cln"
+        self._node_id: str | None = None
+        rune = config.rune.get_secret_value()
+        self._http = HttpBackendClient(
+            self.name,
+            config.url,
+            headers={"Rune": rune},
+            secrets=[rune],
+            error_hook=self._rpc_error,
+        )
+
+    def __repr__(self) -> str:
+        return f"ClnBackend(url={self._http.base_url!r})"
+
+    def _rpc_error(self, response: httpx.Response, backend: str) -> BackendError | None:
+        """clnrest answers an RPC error with HTTP 500 and the RPC error object: that is a
+        refusal of this request (duplicate label, bad amount...), not an unavailable node."""
+        if response.status_code != 500:
+            return None
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        if isinstance(body, dict) and isinstance(body.get("code"), int) and "message" in body:
+            message = self._http.clean(str(body["message"]))
+            return BackendRejected(
+                f"{backend}: RPC error {body['code']}: {message}", backend=backend
+            )
+        return None
+
+    async def create_invoice(
+        self,
+        amount_msat: Msat,
+        memo: str,
+        expiry: int,
+        description_hash: bytes | None = None,
+    ) -> MintedInvoice:
+        if description_hash is not None:
+            raise BackendRejected(
+                "cln: clnrest cannot commit to a bare description hash", backend=self.name
+            )
+        body = {
+            "amount_msat": int(amount_msat),
+            # Labels must be unique per node; a random one never collides with the node's own.
+            "label": f"kotani-receiver-{secrets.token_hex(12)}",
+            "description": memo,
+            "expiry": int(expiry),
+        }
+        data = await self._http.request("POST", "/v1/invoice", json_body=body, timeout=time_left())
+        answer = self._http.parse(_InvoiceAnswer, data, "invoice")
+        return MintedInvoice(
+            bolt11=answer.bolt11, payment_hash=answer.payment_hash, node_id=self._node_id
+        )
+
+    async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
+        if not is_payment_hash(payment_hash):
+            return InvoiceStatus(InvoiceState.UNKNOWN)
+        data = await self._http.request(
+            "POST",
+            "/v1/listinvoices",
+            json_body={"payment_hash": payment_hash.lower()},
+            timeout=time_left(),
+        )
+        listed = self._http.parse(_ListInvoices, data, "listinvoices")
+        if not listed.invoices:
+            return InvoiceStatus(InvoiceState.UNKNOWN)
+        invoice = listed.invoices[0]
+        if invoice.status == "paid":
+            paid = invoice.amount_received_msat
+            return InvoiceStatus(InvoiceState.PAID, paid_msat=Msat(paid) if paid else None)
+        if invoice.status == "expired":
+            return InvoiceStatus(InvoiceState.EXPIRED)
+        if invoice.status == "unpaid":
+            return InvoiceStatus(InvoiceState.PENDING)
+        return InvoiceStatus(InvoiceState.UNKNOWN)
+
+    async def info(self) -> NodeInfo:
+        data = await self._http.request("POST", "/v1/getinfo", json_body={}, timeout=time_left())
+        info = self._http.parse(_GetInfo, data, "getinfo")
+        self._node_id = info.id.lower() or None
+        return NodeInfo(
+            node_id=self._node_id, network=_NETWORKS.get(info.network), alias=info.alias or None
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

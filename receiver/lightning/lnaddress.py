@@ -1,0 +1,245 @@
+"""A Lightning Address or LNURL-pay endpoint as a backend (the ``lnurl`` package, 2.x).
+
+Follows the LNURL specifications (https://github.com/lnurl/luds):
+- LUD-16, Lightning Address ``name@domain`` -> ``https://domain/.well-known/lnurlp/name``;
+- LUD-01/LUD-17, a bech32 ``lnurl1...``, an ``lnurlp://`` URL or a plain URL;
+- LUD-06, payRequest: ``GET`` the URL -> ``{"tag": "payRequest", "callback", "minSendable",
+  "maxSendable", "metadata"}``; ``GET callback?amount=<msat>`` -> ``{"pr": <bolt11>}`` or
+  ``{"status": "ERROR", "reason"}``. The invoice must commit to ``sha256(metadata)`` (``h`` tag)
+  and be for exactly the amount asked: ``lnurl`` checks neither the hash nor (exactly) the amount
+  on this path, so this module does, before the invoice goes anywhere;
+- LUD-21, verify: a ``verify`` URL in the callback's answer -> ``{"status": "OK", "settled",
+  "preimage", "pr"}``. Without one (LNbits' own addresses offer none) the status is ``unknown``.
+
+``lnurl`` parses identifiers and validates every answer (its pydantic models); the HTTP calls go
+through ``_http`` like every other backend, so they share the deadline and the error mapping
+(``lnurl``'s own helpers open a client per call, fix a 5 s timeout and fold every failure into
+one exception type). ``lnurl`` accepts plain ``http://`` only for ``localhost``, ``127.0.0.1`` and
+``.onion`` hosts, which is what a loopback test needs: pass the URL form
+(``http://127.0.0.1:5000/.well-known/lnurlp/name``), not ``name@127.0.0.1:5000``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+import lnurl
+from pydantic import ValidationError, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from receiver.amounts import Msat
+from receiver.errors import BackendProtocolError, BackendRejected, InvalidInvoice
+from receiver.lightning._http import HttpBackendClient, time_left
+from receiver.lightning.base import (
+    BackendConfig,
+    BackendContext,
+    Capabilities,
+    InvoiceState,
+    InvoiceStatus,
+    MintedInvoice,
+    NodeInfo,
+)
+from receiver.verify import decode_invoice
+
+PAY_REQUEST_TTL = 60.0
+"""Seconds a payRequest answer is reused (LUD-06 lets wallets cache it) before asking again."""
+MAX_TRACKED = 10_000
+"""Invoices whose LUD-21 verify URL is remembered (in memory: a restart forgets them)."""
+
+
+def pay_url(identifier: str) -> str:
+    """The LNURL-pay URL behind a Lightning Address, bech32 LNURL, ``lnurlp://`` or plain URL."""
+    text = identifier.strip()
+    try:
+        if "@" in text and "://" not in text:
+            return str(lnurl.LnAddress(text).url)
+        return str(lnurl.Lnurl(text).url)
+    except (lnurl.LnurlException, ValidationError, ValueError):
+        raise ValueError(
+            "not a Lightning Address, LNURL or LNURL-pay URL"
+            " (plain http is only accepted for localhost and .onion hosts)"
+        ) from None
+
+
+class LnAddressConfig(BackendConfig):
+    """``RECEIVER_LNADDRESS``: the Lightning Address or LNURL-pay endpoint to mint from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECEIVER_",
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,
+        env_ignore_empty=True,
+    )
+
+    lnaddress: str
+
+    @field_validator("lnaddress")
+    @classmethod
+    def _resolvable(cls, value: str) -> str:
+        pay_url(value)
+        return value.strip()
+
+
+@dataclass(frozen=True)
+class _Tracked:
+    verify_url: str
+    amount_msat: Msat
+    expires_at: float
+
+
+class LnAddressBackend:
+    """Mint through an LNURL-pay endpoint (msat amounts; the service sets the description)."""
+
+    Config: ClassVar[type[BackendConfig]] = LnAddressConfig
+    # LNURL-pay asks for msat; a service that rounds is caught by the exact-amount check.
+    capabilities = Capabilities(msat_precision=True, description_hash=False, max_expiry=None)
+
+    def __init__(self, config: BackendConfig, context: BackendContext) -> None:
+        assert isinstance(config, LnAddressConfig)
+        self.name = "lnaddress"
+        self.identifier = config.lnaddress
+        self.url = pay_url(config.lnaddress)
+        # Redirects are allowed: LNURL services commonly move their endpoints.
+        self._http = HttpBackendClient(self.name, "", follow_redirects=True)
+        self._pay_request: tuple[float, lnurl.LnurlPayResponse] | None = None
+        self._tracked: OrderedDict[str, _Tracked] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"LnAddressBackend(url={self.url!r})"
+
+    async def create_invoice(
+        self,
+        amount_msat: Msat,
+        memo: str,
+        expiry: int,
+        description_hash: bytes | None = None,
+    ) -> MintedInvoice:
+        pay = await self._get_pay_request()
+        metadata_hash = pay.metadata.h
+        if description_hash is not None and description_hash.hex() != metadata_hash:
+            raise BackendRejected(
+                "lnaddress: an LNURL-pay invoice commits to the service's own metadata,"
+                " not to the requested description hash",
+                backend=self.name,
+            )
+        if not int(pay.minSendable) <= int(amount_msat) <= int(pay.maxSendable):
+            raise BackendRejected(
+                f"lnaddress: {amount_msat} msat is outside what the service accepts"
+                f" ({int(pay.minSendable)}..{int(pay.maxSendable)} msat)",
+                backend=self.name,
+            )
+        callback = httpx.URL(str(pay.callback)).copy_merge_params({"amount": int(amount_msat)})
+        data = await self._http.request("GET", str(callback), timeout=time_left())
+        action = self._parse_action(data)
+        bolt11 = str(action.pr)
+        decoded = await asyncio.to_thread(decode_invoice, bolt11)
+        if decoded.description_hash != metadata_hash:
+            self._pay_request = None  # the metadata may have changed: ask again next time
+            raise InvalidInvoice(
+                "description_hash",
+                "lnaddress: the invoice does not commit to sha256 of the service's metadata",
+                backend=self.name,
+            )
+        if decoded.amount_msat != amount_msat:
+            raise InvalidInvoice(
+                "amount",
+                f"lnaddress: the service returned an invoice for {decoded.amount_msat} msat"
+                f" instead of {amount_msat}",
+                backend=self.name,
+            )
+        if action.verify is not None:
+            self._track(
+                decoded.payment_hash,
+                _Tracked(str(action.verify), amount_msat, float(decoded.expires_at_ts)),
+            )
+        return MintedInvoice(bolt11=bolt11, payment_hash=decoded.payment_hash)
+
+    async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
+        tracked = self._tracked.get(payment_hash.lower())
+        if tracked is None:
+            return InvoiceStatus(InvoiceState.UNKNOWN)
+        data = await self._http.request("GET", tracked.verify_url, timeout=time_left())
+        if isinstance(data, dict) and str(data.get("status", "")).upper() == "ERROR":
+            return InvoiceStatus(InvoiceState.UNKNOWN)
+        try:
+            verified = lnurl.LnurlPayVerifyResponse.model_validate(_known(data, "verify"))
+        except (ValidationError, lnurl.LnurlException, ValueError) as exc:
+            raise BackendProtocolError(
+                "lnaddress: the LUD-21 verify answer is not of the documented shape",
+                backend=self.name,
+            ) from exc
+        if verified.settled:
+            return InvoiceStatus(InvoiceState.PAID, paid_msat=tracked.amount_msat)
+        if time.time() >= tracked.expires_at:
+            return InvoiceStatus(InvoiceState.EXPIRED)
+        return InvoiceStatus(InvoiceState.PENDING)
+
+    async def info(self) -> NodeInfo:
+        # Reachability and a valid payRequest; an LNURL service names no node nor network.
+        self._pay_request = None
+        await self._get_pay_request()
+        return NodeInfo(node_id=None, network=None, alias=httpx.URL(self.url).host or None)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _get_pay_request(self) -> lnurl.LnurlPayResponse:
+        now = time.monotonic()
+        if self._pay_request is not None and self._pay_request[0] > now:
+            return self._pay_request[1]
+        data = await self._http.request("GET", self.url, timeout=time_left())
+        self._raise_lnurl_error(data)
+        if not isinstance(data, dict) or data.get("tag") != "payRequest":
+            raise BackendProtocolError(
+                "lnaddress: the URL does not answer with an LNURL payRequest", backend=self.name
+            )
+        try:
+            pay = lnurl.LnurlPayResponse.model_validate(_known(data, "pay"))
+        except (ValidationError, lnurl.LnurlException, ValueError) as exc:
+            raise BackendProtocolError(
+                "lnaddress: the payRequest is not valid LNURL-pay (callback, amounts or metadata)",
+                backend=self.name,
+            ) from exc
+        self._pay_request = (now + PAY_REQUEST_TTL, pay)
+        return pay
+
+    def _parse_action(self, data: Any) -> lnurl.LnurlPayActionResponse:
+        self._raise_lnurl_error(data)
+        try:
+            return lnurl.LnurlPayActionResponse.model_validate(_known(data, "action"))
+        except (ValidationError, lnurl.LnurlException, ValueError) as exc:
+            raise BackendProtocolError(
+                "lnaddress: the callback's answer has no valid invoice", backend=self.name
+            ) from exc
+
+    def _raise_lnurl_error(self, data: Any) -> None:
+        if isinstance(data, dict) and str(data.get("status", "")).upper() == "ERROR":
+            reason = self._http.clean(str(data.get("reason", "no reason given")))
+            raise BackendRejected(f"lnaddress: the service refused: {reason}", backend=self.name)
+
+    def _track(self, payment_hash: str, tracked: _Tracked) -> None:
+        self._tracked[payment_hash] = tracked
+        self._tracked.move_to_end(payment_hash)
+        while len(self._tracked) > MAX_TRACKED:
+            self._tracked.popitem(last=False)
+
+
+_MODELS: dict[str, Any] = {
+    "pay": lnurl.LnurlPayResponse,
+    "action": lnurl.LnurlPayActionResponse,
+    "verify": lnurl.LnurlPayVerifyResponse,
+}
+
+
+def _known(data: Any, which: str) -> Any:
+    """Keep the fields the ``lnurl`` model knows: its models forbid extras, services add some."""
+    if not isinstance(data, dict):
+        return data
+    fields = _MODELS[which].model_fields
+    return {key: value for key, value in data.items() if key in fields}

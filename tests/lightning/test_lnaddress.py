@@ -1,0 +1,217 @@
+"""LNURL-pay backend against respx: LUD-06 shapes, LUD-21 verify, and what lnurl does not check.
+
+The real-service path (LNbits' Lightning Address) is in test_lnbits_real.py; these cover the
+answers LNbits does not give (verify URLs, errors, wrong metadata, callbacks with a query).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import bolt11
+import coincurve
+import httpx
+import lnurl
+import pytest
+import respx
+from bolt11.models.tags import TagChar, Tags
+
+from receiver.amounts import Msat
+from receiver.errors import BackendProtocolError, BackendRejected, InvalidInvoice
+from receiver.lightning.base import BackendContext, InvoiceState
+from receiver.lightning.lnaddress import LnAddressBackend, LnAddressConfig, pay_url
+
+ADDRESS = "refunds@pay.example.com"
+WELL_KNOWN = "https://pay.example.com/.well-known/lnurlp/refunds"
+CALLBACK = "https://pay.example.com/lnurlp/cb?k1=abc"
+VERIFY = "https://pay.example.com/lnurlp/verify/xyz"
+METADATA = json.dumps([["text/plain", "Refunds"], ["text/identifier", ADDRESS]])
+
+
+def pay_request(**overrides: object) -> dict[str, object]:
+    answer: dict[str, object] = {
+        "tag": "payRequest",
+        "callback": CALLBACK,
+        "minSendable": 1000,
+        "maxSendable": 100_000_000_000,
+        "metadata": METADATA,
+        "commentAllowed": 0,
+        "someVendorExtension": True,
+    }
+    answer.update(overrides)
+    return answer
+
+
+def invoice(
+    key: coincurve.PrivateKey, amount_msat: int, description_hash: str, expiry: int = 3600
+) -> tuple[str, str]:
+    payment_hash = hashlib.sha256(os.urandom(32)).hexdigest()
+    tags = Tags()
+    tags.add(TagChar.payment_hash, payment_hash)
+    tags.add(TagChar.payment_secret, os.urandom(32).hex())
+    tags.add(TagChar.description_hash, description_hash)
+    tags.add(TagChar.expire_time, expiry)
+    encoded = bolt11.encode(
+        bolt11.Bolt11(
+            currency="bc",
+            amount_msat=bolt11.MilliSatoshi(amount_msat),
+            date=int(time.time()),
+            tags=tags,
+        ),
+        key.secret.hex(),
+    )
+    return encoded, payment_hash
+
+
+METADATA_HASH = hashlib.sha256(METADATA.encode()).hexdigest()
+
+
+@pytest.fixture
+def backend(context: BackendContext) -> LnAddressBackend:
+    return LnAddressBackend(LnAddressConfig(lnaddress=ADDRESS), context)
+
+
+def test_identifiers_resolve_through_lnurl() -> None:
+    assert pay_url(ADDRESS) == WELL_KNOWN
+    assert pay_url(str(lnurl.encode(WELL_KNOWN))) == WELL_KNOWN
+    assert pay_url("lnurlp://pay.example.com/.well-known/lnurlp/refunds") == WELL_KNOWN
+    assert pay_url("http://127.0.0.1:5000/.well-known/lnurlp/x").startswith("http://127.0.0.1")
+    for bad in ("http://pay.example.com/x", "refunds@127.0.0.1:5000", "not an address", ""):
+        with pytest.raises(ValueError, match="localhost"):
+            pay_url(bad)
+
+
+async def test_mint_asks_exact_msat_keeps_callback_query_and_tracks_verify(
+    router: respx.MockRouter, backend: LnAddressBackend, node_key: coincurve.PrivateKey
+) -> None:
+    bolt, payment_hash = invoice(node_key, 1_500_001, METADATA_HASH)
+    first = router.get(WELL_KNOWN).respond(200, json=pay_request())
+    callback = router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(
+        200, json={"pr": bolt, "routes": [], "verify": VERIFY, "disposable": False}
+    )
+    verify = router.get(VERIFY).mock(
+        side_effect=[
+            httpx.Response(200, json={"status": "OK", "settled": False, "pr": bolt}),
+            httpx.Response(
+                200, json={"status": "OK", "settled": True, "preimage": "aa" * 32, "pr": bolt}
+            ),
+        ]
+    )
+
+    minted = await backend.create_invoice(Msat(1_500_001), "ignored", 3600)
+    assert (minted.bolt11, minted.payment_hash) == (bolt, payment_hash)
+    asked = callback.calls.last.request
+    assert asked.method == "GET"
+    assert dict(asked.url.params) == {"k1": "abc", "amount": "1500001"}
+    assert first.calls.last.request.method == "GET"
+
+    assert (await backend.invoice_status(payment_hash)).state is InvoiceState.PENDING
+    paid = await backend.invoice_status(payment_hash)
+    assert paid.state is InvoiceState.PAID and paid.paid_msat == 1_500_001
+    assert verify.call_count == 2
+    # The payRequest is cached: a second mint asks only the callback.
+    await backend.create_invoice(Msat(1_500_001), "ignored", 3600)
+    assert first.call_count == 1 and callback.call_count == 2
+
+
+async def test_without_verify_url_status_is_unknown(
+    router: respx.MockRouter, backend: LnAddressBackend, node_key: coincurve.PrivateKey
+) -> None:
+    bolt, payment_hash = invoice(node_key, 2000, METADATA_HASH)
+    router.get(WELL_KNOWN).respond(200, json=pay_request())
+    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(200, json={"pr": bolt})
+    minted = await backend.create_invoice(Msat(2000), "m", 3600)
+    assert minted.payment_hash == payment_hash
+    assert (await backend.invoice_status(payment_hash)).state is InvoiceState.UNKNOWN
+
+
+async def test_invoice_not_committing_to_metadata_never_leaves(
+    router: respx.MockRouter, backend: LnAddressBackend, node_key: coincurve.PrivateKey
+) -> None:
+    bolt, _ = invoice(node_key, 2000, hashlib.sha256(b"something else").hexdigest())
+    router.get(WELL_KNOWN).respond(200, json=pay_request())
+    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(200, json={"pr": bolt})
+    with pytest.raises(InvalidInvoice) as caught:
+        await backend.create_invoice(Msat(2000), "m", 3600)
+    assert caught.value.error_code == "backend.invalid_invoice.description_hash"
+
+
+async def test_wrong_amount_never_leaves(
+    router: respx.MockRouter, backend: LnAddressBackend, node_key: coincurve.PrivateKey
+) -> None:
+    bolt, _ = invoice(node_key, 2001, METADATA_HASH)
+    router.get(WELL_KNOWN).respond(200, json=pay_request())
+    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(200, json={"pr": bolt})
+    with pytest.raises(InvalidInvoice) as caught:
+        await backend.create_invoice(Msat(2000), "m", 3600)
+    assert caught.value.error_code == "backend.invalid_invoice.amount"
+
+
+async def test_amount_outside_sendable_range_is_refused_without_callback(
+    router: respx.MockRouter, backend: LnAddressBackend
+) -> None:
+    router.get(WELL_KNOWN).respond(200, json=pay_request(minSendable=10_000, maxSendable=20_000))
+    for amount in (9_999, 20_001):
+        with pytest.raises(BackendRejected, match=r"10000\.\.20000"):
+            await backend.create_invoice(Msat(amount), "m", 3600)
+
+
+async def test_service_errors_keep_their_reason(
+    router: respx.MockRouter, backend: LnAddressBackend
+) -> None:
+    router.get(WELL_KNOWN).respond(200, json=pay_request())
+    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(
+        200, json={"status": "ERROR", "reason": "Wallet is frozen"}
+    )
+    with pytest.raises(BackendRejected, match="Wallet is frozen"):
+        await backend.create_invoice(Msat(2000), "m", 3600)
+
+
+async def test_unknown_address_error(router: respx.MockRouter, backend: LnAddressBackend) -> None:
+    router.get(WELL_KNOWN).respond(200, json={"status": "ERROR", "reason": "unknown user"})
+    with pytest.raises(BackendRejected, match="unknown user"):
+        await backend.info()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"tag": "withdrawRequest", "callback": CALLBACK, "k1": "x"},
+        pay_request(metadata="not json"),
+        pay_request(callback="http://insecure.example.com/cb"),
+        pay_request(minSendable=5000, maxSendable=10),
+        ["not", "an", "object"],
+    ],
+)
+async def test_invalid_pay_requests_are_protocol_errors(
+    router: respx.MockRouter, backend: LnAddressBackend, answer: object
+) -> None:
+    router.get(WELL_KNOWN).respond(200, json=answer)
+    with pytest.raises(BackendProtocolError):
+        await backend.create_invoice(Msat(2000), "m", 3600)
+
+
+async def test_callback_without_invoice(
+    router: respx.MockRouter, backend: LnAddressBackend
+) -> None:
+    router.get(WELL_KNOWN).respond(200, json=pay_request())
+    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(
+        200, json={"pr": "lnbc-not-bech32"}
+    )
+    with pytest.raises(BackendProtocolError):
+        await backend.create_invoice(Msat(2000), "m", 3600)
+
+
+async def test_requested_description_hash_must_be_the_metadata_hash(
+    backend: LnAddressBackend, router: respx.MockRouter, node_key: coincurve.PrivateKey
+) -> None:
+    router.get(WELL_KNOWN).respond(200, json=pay_request())
+    with pytest.raises(BackendRejected, match="metadata"):
+        await backend.create_invoice(Msat(2000), "m", 3600, hashlib.sha256(b"x").digest())
+    bolt, _ = invoice(node_key, 2000, METADATA_HASH)
+    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(200, json={"pr": bolt})
+    minted = await backend.create_invoice(Msat(2000), "m", 3600, bytes.fromhex(METADATA_HASH))
+    assert minted.bolt11 == bolt
