@@ -15,22 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sqlite3
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Delete, Select, delete, insert, select, update
-from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.amounts import Msat
 from receiver.db import Database, InvoiceRecord, InvoiceStatusDB
-from receiver.db.models import MintLease
 from receiver.db.types import utcnow
 from receiver.errors import BackendError, MintUnavailable, StorageUnavailable
 from receiver.lightning.base import InvoiceState, InvoiceStatus
 from receiver.lightning.failover import BackendChain
 from receiver.logs import get_logger
+from receiver.mint_store import (
+    Lease,
+    Lookup,
+    MintStore,
+    SqliteMintStore,
+    SqlMintStore,
+    StoredInvoice,
+    pending_query,
+    stored_invoice,
+)
 
 log = get_logger("invoices")
 
@@ -68,7 +76,7 @@ class IssuedInvoice:
 
     @classmethod
     def from_record(
-        cls, record: InvoiceRecord | Row[Any], *, reused: bool = False
+        cls, record: InvoiceRecord | StoredInvoice, *, reused: bool = False
     ) -> IssuedInvoice:
         return cls(
             reference_id=record.reference_id,
@@ -102,6 +110,9 @@ class InvoiceService:
         self.min_validity = min_validity
         self.description = description
         self._owner = secrets.token_hex(8)
+        self.store: MintStore = (
+            SqliteMintStore(str(db.url.database)) if db.is_sqlite else SqlMintStore(db.engine)
+        )
         self._inflight: dict[tuple[str, int], asyncio.Future[IssuedInvoice]] = {}
 
     async def get_or_mint(
@@ -151,12 +162,15 @@ class InvoiceService:
         self, reference_id: str, amount_msat: Msat, fresh: bool, deadline_at: float
     ) -> IssuedInvoice:
         started = utcnow()
-        lease_key = f"{len(reference_id)}:{reference_id}:{int(amount_msat)}"
-        lookup = None if fresh else (reference_id, amount_msat)
+        lookup = None
+        if not fresh:
+            valid_until = started + timedelta(seconds=self.min_validity)
+            lookup = Lookup(reference_id, int(amount_msat), valid_until)
         try:
             while True:
                 # One round trip takes the lease and looks for an invoice to reuse.
-                taken, pending = await self._take_lease(lease_key, deadline_at, lookup)
+                lease = self._lease(reference_id, amount_msat, deadline_at)
+                taken, pending = await self.store.take_lease(lease, lookup)
                 if taken:
                     break
                 # Another process is minting this one: take its invoice when it lands.
@@ -166,56 +180,51 @@ class InvoiceService:
                     return IssuedInvoice.from_record(record, reused=True)
             try:
                 if pending is not None and await self._still_unpaid(pending, deadline_at):
-                    await self._drop_lease(lease_key)
+                    await self.store.drop_lease(lease)
                     return IssuedInvoice.from_record(pending, reused=True)
-                return await self._mint(reference_id, amount_msat, deadline_at, lease_key)
+                return await self._mint(reference_id, amount_msat, deadline_at, lease)
             except BaseException:
-                await self._drop_lease(lease_key)
+                await self.store.drop_lease(lease)
                 raise
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, sqlite3.Error) as exc:
             log.error("invoices.storage_failed", error=type(exc).__name__)
             raise StorageUnavailable("the invoice database is unavailable") from exc
 
+    def _lease(self, reference_id: str, amount_msat: Msat, deadline_at: float) -> Lease:
+        now = utcnow()
+        left = max(deadline_at - asyncio.get_running_loop().time(), 0)
+        return Lease(
+            key=f"{len(reference_id)}:{reference_id}:{int(amount_msat)}",
+            owner=self._owner,
+            expires_at=now + timedelta(seconds=left + 1),
+            now=now,
+        )
+
     async def _mint(
-        self, reference_id: str, amount_msat: Msat, deadline_at: float, lease_key: str
+        self, reference_id: str, amount_msat: Msat, deadline_at: float, lease: Lease
     ) -> IssuedInvoice:
         memo = self.description.format(reference_id=reference_id)
         minted = await self.chain.mint(amount_msat, memo, self.expiry, deadline_at=deadline_at)
-        issued = IssuedInvoice(
+        stored = StoredInvoice(
             reference_id=reference_id,
-            amount_msat=amount_msat,
+            amount_msat=int(amount_msat),
             bolt11=minted.invoice.bolt11,
             payment_hash=minted.invoice.payment_hash,
-            expires_at=minted.invoice.expires_at,
             backend=minted.backend,
             created_at=utcnow(),
+            expires_at=minted.invoice.expires_at,
         )
-        # The hot path uses Core statements: the ORM's unit of work costs more than SQLite here.
-        async with self.db.engine.begin() as conn:
-            await conn.execute(
-                insert(InvoiceRecord).values(
-                    reference_id=reference_id,
-                    amount_msat=int(amount_msat),
-                    bolt11=issued.bolt11,
-                    payment_hash=issued.payment_hash,
-                    backend=issued.backend,
-                    status=InvoiceStatusDB.PENDING,
-                    created_at=issued.created_at,
-                    expires_at=issued.expires_at,
-                    updated_at=issued.created_at,
-                )
-            )
-            await conn.execute(self._lease_delete(lease_key))
+        await self.store.store(stored, lease)
         log.info(
             "invoices.minted",
             reference_id=reference_id,
             amount_msat=int(amount_msat),
-            payment_hash=issued.payment_hash,
-            backend=issued.backend,
+            payment_hash=stored.payment_hash,
+            backend=stored.backend,
         )
-        return issued
+        return IssuedInvoice.from_record(stored)
 
-    async def _still_unpaid(self, record: Row[Any], deadline_at: float) -> bool:
+    async def _still_unpaid(self, record: StoredInvoice, deadline_at: float) -> bool:
         """True when the minting backend confirms the invoice is unpaid (and records otherwise)."""
         loop = asyncio.get_running_loop()
         budget = min(STATUS_CHECK_BUDGET, (deadline_at - loop.time()) / 2)
@@ -227,33 +236,21 @@ class InvoiceService:
         # Paid, expired, or not confirmable as unpaid: a fresh invoice is never wrong.
         return False
 
-    def _pending_query(
-        self, reference_id: str, amount_msat: Msat, since: datetime | None = None
-    ) -> Select[Any]:
-        valid_until = utcnow() + timedelta(seconds=self.min_validity)
-        query = (
-            select(InvoiceRecord.__table__)
-            .where(
-                InvoiceRecord.reference_id == reference_id,
-                InvoiceRecord.amount_msat == int(amount_msat),
-                InvoiceRecord.status == InvoiceStatusDB.PENDING,
-                InvoiceRecord.expires_at >= valid_until,
-            )
-            .order_by(InvoiceRecord.created_at.desc(), InvoiceRecord.id.desc())
-            .limit(1)
-        )
-        return query if since is None else query.where(InvoiceRecord.created_at >= since)
-
     async def _latest_pending(
         self, reference_id: str, amount_msat: Msat, *, since: datetime | None = None
-    ) -> Row[Any] | None:
+    ) -> StoredInvoice | None:
+        lookup = Lookup(
+            reference_id, int(amount_msat), utcnow() + timedelta(seconds=self.min_validity)
+        )
+        query = pending_query(lookup)
+        if since is not None:
+            query = query.where(InvoiceRecord.created_at >= since)
         async with self.db.engine.connect() as conn:
-            result = await conn.execute(self._pending_query(reference_id, amount_msat, since))
-            row: Row[Any] | None = result.first()
-        return row
+            found = (await conn.execute(query)).first()
+        return None if found is None else stored_invoice(found)
 
     async def _backend_status(
-        self, record: InvoiceRecord | Row[Any], budget: float
+        self, record: InvoiceRecord | StoredInvoice, budget: float
     ) -> InvoiceStatus | None:
         backend = self.chain.by_name(record.backend)
         if backend is None or budget <= 0:
@@ -269,43 +266,6 @@ class InvoiceService:
                 error=getattr(exc, "code", "backend.timeout"),
             )
             return None
-
-    async def _take_lease(
-        self, key: str, deadline_at: float, lookup: tuple[str, Msat] | None
-    ) -> tuple[bool, Row[Any] | None]:
-        """Take the mint lease; with ``lookup``, also fetch a reusable invoice in the same trip."""
-        loop = asyncio.get_running_loop()
-        now = utcnow()
-        lease = {
-            "key": key,
-            "owner": self._owner,
-            "expires_at": now + timedelta(seconds=max(deadline_at - loop.time(), 0) + 1),
-        }
-        for takeover in (False, True):
-            try:
-                async with self.db.engine.begin() as conn:
-                    if takeover:
-                        # Held by a live minter (wait), or left by a crashed one (take it over).
-                        stale = delete(MintLease).where(
-                            MintLease.key == key, MintLease.expires_at < now
-                        )
-                        if (await conn.execute(stale)).rowcount == 0:
-                            return False, None
-                    await conn.execute(insert(MintLease).values(**lease))
-                    if lookup is None:
-                        return True, None
-                    pending = await conn.execute(self._pending_query(*lookup))
-                    return True, pending.first()
-            except IntegrityError:
-                continue
-        return False, None
-
-    def _lease_delete(self, key: str) -> Delete:
-        return delete(MintLease).where(MintLease.key == key, MintLease.owner == self._owner)
-
-    async def _drop_lease(self, key: str) -> None:
-        async with self.db.engine.begin() as conn:
-            await conn.execute(self._lease_delete(key))
 
     async def refresh_status(self, payment_hash: str) -> InvoiceStatus | None:
         """Ask the minting backend for an invoice's state and record it; None if unknown here."""
@@ -354,6 +314,9 @@ class InvoiceService:
                 .order_by(InvoiceRecord.created_at.desc(), InvoiceRecord.id.desc())
             )
             return list((await session.execute(query)).scalars())
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
 
 
 def _consume_exception(future: asyncio.Future[IssuedInvoice]) -> None:

@@ -69,6 +69,7 @@ async def open_services(
             min_validity=settings.min_validity,
             description=settings.invoice_description,
         )
+        stack.push_async_callback(invoices.aclose)
         tokens, _ = resolve_tokens(settings, create=False)
         yield Services(
             settings=settings,

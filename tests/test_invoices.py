@@ -78,6 +78,7 @@ async def test_two_processes_share_one_mint_through_the_lease(services: Services
             for i in range(20)
         )
     )
+    await other.aclose()
     assert len({r.payment_hash for r in results}) == 1
     assert await count(services, "REF-L") == 1
 
