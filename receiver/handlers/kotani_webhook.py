@@ -54,10 +54,10 @@ def authenticate(
         detail = f"{verified.form}#{verified.secret_index}"
         return NewEvent(delivery, Verification.SIGNATURE, detail, raw, headers)
     if token:
-        return NewEvent(classify(raw), Verification.TOKEN, "", raw, headers)
+        return NewEvent(classify(raw, parsed), Verification.TOKEN, "", raw, headers)
     if settings.allow_unsigned:
         detail = "signature not checked (no secret)" if signed else ""
-        return NewEvent(classify(raw), Verification.UNSIGNED, detail, raw, headers)
+        return NewEvent(classify(raw, parsed), Verification.UNSIGNED, detail, raw, headers)
     raise WebhookUnauthorized()
 
 

@@ -96,6 +96,12 @@ async def open_webhooks(
         worker.start()
         if forwarder is not None:
             forwarder.start()
+    if not settings.webhook_secrets and not settings.allow_unsigned:
+        log.warning(
+            "webhooks.no_secret",
+            hint="RECEIVER_WEBHOOK_SECRETS is empty: /webhooks/kotani refuses every delivery "
+            "(the token URL /webhooks/kotani/<token> still accepts them)",
+        )
     log.info(
         "webhooks.started",
         signed=len(settings.webhook_secrets),

@@ -229,17 +229,23 @@ class Inbox:
         self, event: ClaimedEvent, values: dict[str, Any], apply: Apply | None
     ) -> None:
         async with self.db.session() as session, session.begin():
-            note = None if apply is None else await apply(session)
-            if note and values.get("status") is EventStatus.DONE:
-                values = {**values, "outcome": note[:2000]}
+            # The write comes first: it takes SQLite's write lock before any read, so another
+            # connection's commit cannot invalidate this transaction's snapshot halfway.
             result = await session.execute(
                 self._ours(event).values(
                     lease_owner=None, lease_expires_at=None, updated_at=utcnow(), **values
                 )
             )
             if _rowcount(result) != 1:
-                # Raising rolls the handler's effects back with it.
                 raise LeaseLost(f"event {event.id} is no longer leased to this worker")
+            note = None if apply is None else await apply(session)
+            if note and values.get("status") is EventStatus.DONE:
+                await session.execute(
+                    update(WebhookEvent)
+                    .where(WebhookEvent.id == event.id)
+                    .values(outcome=note[:2000])
+                    .execution_options(synchronize_session=False)
+                )
 
     # --- replay -------------------------------------------------------------------------------
 

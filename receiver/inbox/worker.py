@@ -66,7 +66,6 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._in_hand: dict[int, ClaimedEvent] = {}
 
     def wake(self) -> None:
         """Look for work now (an event was just stored)."""
@@ -89,8 +88,6 @@ class Worker:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        for event in list(self._in_hand.values()):
-            await self._release(event)
         self._tasks = []
 
     async def _loop(self, index: int) -> None:
@@ -117,11 +114,12 @@ class Worker:
         claimed = await self.inbox.claim()
         if claimed is None:
             return False
-        self._in_hand[claimed.id] = claimed
         try:
             await self._handle(claimed)
-        finally:
-            self._in_hand.pop(claimed.id, None)
+        except asyncio.CancelledError:
+            # Shutdown ran out of patience: hand the event back, due now, for the next start.
+            await self._release(claimed)
+            raise
         return True
 
     async def drain(self, limit: int = 10_000) -> int:

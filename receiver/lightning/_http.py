@@ -13,6 +13,10 @@ headers) and turns every foreign failure into the service's own error tree, alwa
     other HTTP 4xx                               -> BackendRejected     (node message kept)
     3xx, non-JSON body, wrong shape              -> BackendProtocolError
 
+It also holds what the backends' configs and constructors share: ``HttpBackendConfig`` (read
+from the environment and ``.env``, a checked ``url``), ``basic_auth_client`` (phoenixd, Eclair)
+and ``HttpBackend`` (``repr`` without credentials, ``aclose``).
+
 The node's own message is kept (trimmed to one short line) because "amount too small" is
 actionable, but every credential the client holds is scrubbed from it first; credentials live
 only in request headers and never in a message or a ``repr``.
@@ -26,6 +30,7 @@ pool wait included, is bounded by it; a call with no time left is not sent at al
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import ssl
@@ -33,10 +38,18 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import SettingsConfigDict
 
 from receiver.errors import (
     BackendAuthError,
@@ -46,6 +59,7 @@ from receiver.errors import (
     BackendTimeout,
     BackendUnavailable,
 )
+from receiver.lightning.base import BackendConfig
 
 DEFAULT_TIMEOUT = 8.0
 """Per-call bound when no deadline is set (start-up checks, status polls)."""
@@ -214,6 +228,20 @@ class HttpBackendClient:
                 backend=self.backend,
             ) from exc
 
+    async def lookup(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: float,  # noqa: ASYNC109
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+    ) -> Any:
+        """``request`` for a record the node may not have: ``None`` when it answers 404."""
+        return await self.request(
+            method, url, timeout=timeout, json_body=json_body, form=form, allow_status=(404,)
+        )
+
     async def send(
         self,
         method: str,
@@ -333,3 +361,87 @@ def check_base_url(value: str) -> str:
     if url.userinfo:
         raise ValueError("put credentials in their own setting, not in the URL")
     return value
+
+
+def header_auth_client(
+    backend: str,
+    base_url: str,
+    header: str,
+    credential: str,
+    *,
+    verify: ssl.SSLContext | bool = True,
+    error_hook: ErrorHook | None = None,
+) -> HttpBackendClient:
+    """A client sending ``credential`` in ``header`` on every call; it is scrubbed from messages."""
+    return HttpBackendClient(
+        backend,
+        base_url,
+        headers={header: credential},
+        secrets=[credential],
+        verify=verify,
+        error_hook=error_hook,
+    )
+
+
+def basic_auth(password: str) -> str:
+    """The ``Authorization`` value for HTTP basic with an empty user (phoenixd, Eclair)."""
+    return "Basic " + base64.b64encode(f":{password}".encode()).decode("ascii")
+
+
+def basic_auth_client(backend: str, base_url: str, password: str) -> HttpBackendClient:
+    """A client sending HTTP basic auth with an empty user name and ``password``.
+
+    Both the password and its base64 form are scrubbed from every message.
+    """
+    authorization = basic_auth(password)
+    return HttpBackendClient(
+        backend,
+        base_url,
+        headers={"Authorization": authorization},
+        secrets=[password, authorization.removeprefix("Basic ")],
+    )
+
+
+def _stripped_secret(value: SecretStr, info: ValidationInfo) -> SecretStr:
+    secret = value.get_secret_value().strip()
+    if not secret:
+        raise ValueError(f"the {info.field_name} is empty")
+    return SecretStr(secret)
+
+
+NonEmptySecret = Annotated[SecretStr, AfterValidator(_stripped_secret)]
+"""A credential setting (CLN's rune, an LNbits key): surrounding blanks dropped, empty refused."""
+
+
+class HttpBackendConfig(BackendConfig):
+    """Base for an HTTP backend's settings, read from the environment and ``.env``.
+
+    Subclasses set only ``env_prefix`` in their ``model_config`` (the keys here are merged in)
+    and declare ``url`` with their own default, if any; it is checked by ``check_base_url``.
+    Values are never echoed in validation errors: they may be secrets.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,
+        env_ignore_empty=True,
+    )
+
+    # check_fields=False: the LNURL backend has no ``url`` setting.
+    @field_validator("url", check_fields=False)
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_base_url(value)
+
+
+class HttpBackend:
+    """What every HTTP backend shares: a ``repr`` that names only its URL, and ``aclose``."""
+
+    _http: HttpBackendClient
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self._http.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -37,12 +37,32 @@ class Network(StrEnum):
         """BOLT11 prefix after ``ln``: ``lnbc``, ``lntb``, ``lntbs``, ``lnbcrt``."""
         return _BOLT11_CURRENCY[self]
 
+    @classmethod
+    def from_node_name(cls, name: str) -> Network | None:
+        """The network a node names in its info answer (``mainnet``, ``bitcoin``, ``testnet4``...).
+
+        None for a name no backend documents (``simnet``, say). Case does not matter.
+        """
+        return _NODE_NETWORK_NAMES.get(name.lower())
+
 
 _BOLT11_CURRENCY = {
     Network.BITCOIN: "bc",
     Network.TESTNET: "tb",
     Network.SIGNET: "tbs",
     Network.REGTEST: "bcrt",
+}
+
+# What the nodes call each network in their info answers: LND's ``chains[].network``, CLN's
+# ``network``, phoenixd's ``chain``, Eclair's ``network`` (one table for all of them).
+_NODE_NETWORK_NAMES = {
+    "mainnet": Network.BITCOIN,
+    "bitcoin": Network.BITCOIN,
+    "testnet": Network.TESTNET,
+    "testnet3": Network.TESTNET,
+    "testnet4": Network.TESTNET,
+    "signet": Network.SIGNET,
+    "regtest": Network.REGTEST,
 }
 
 

@@ -21,14 +21,16 @@ import secrets
 from typing import ClassVar
 
 import httpx
-from pydantic import BaseModel, SecretStr, field_validator
+from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
 
 from receiver.amounts import Msat
 from receiver.errors import BackendError, BackendRejected
 from receiver.lightning._http import (
-    HttpBackendClient,
-    check_base_url,
+    HttpBackend,
+    HttpBackendConfig,
+    NonEmptySecret,
+    header_auth_client,
     is_payment_hash,
     time_left,
 )
@@ -43,41 +45,15 @@ from receiver.lightning.base import (
     NodeInfo,
 )
 
-_NETWORKS = {
-    "bitcoin": Network.BITCOIN,
-    "testnet": Network.TESTNET,
-    "testnet4": Network.TESTNET,
-    "signet": Network.SIGNET,
-    "regtest": Network.REGTEST,
-}
 
-
-class ClnConfig(BackendConfig):
+class ClnConfig(HttpBackendConfig):
     """``RECEIVER_CLN_*``: clnrest's URL and a rune allowing invoice, listinvoices, getinfo."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RECEIVER_CLN_",
-        env_file=".env",
-        extra="ignore",
-        hide_input_in_errors=True,
-        env_ignore_empty=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="RECEIVER_CLN_")
 
     url: str
     """clnrest base URL, e.g. ``https://127.0.0.1:3010``."""
-    rune: SecretStr
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_base_url(value)
-
-    @field_validator("rune")
-    @classmethod
-    def _rune(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("the rune is empty")
-        return SecretStr(value.get_secret_value().strip())
+    rune: NonEmptySecret
 
 
 class _InvoiceAnswer(BaseModel):
@@ -100,7 +76,7 @@ class _GetInfo(BaseModel):
     network: str = ""
 
 
-class ClnBackend:
+class ClnBackend(HttpBackend):
     """Core Lightning via clnrest (msat precision; no bare description hash)."""
 
     Config: ClassVar[type[BackendConfig]] = ClnConfig
@@ -110,17 +86,13 @@ class ClnBackend:
         assert isinstance(config, ClnConfig)
         self.name = "cln"
         self._node_id: str | None = None
-        rune = config.rune.get_secret_value()
-        self._http = HttpBackendClient(
+        self._http = header_auth_client(
             self.name,
             config.url,
-            headers={"Rune": rune},
-            secrets=[rune],
+            "Rune",
+            config.rune.get_secret_value(),
             error_hook=self._rpc_error,
         )
-
-    def __repr__(self) -> str:
-        return f"ClnBackend(url={self._http.base_url!r})"
 
     def _rpc_error(self, response: httpx.Response, backend: str) -> BackendError | None:
         """clnrest answers an RPC error with HTTP 500 and the RPC error object: that is a
@@ -189,8 +161,7 @@ class ClnBackend:
         info = self._http.parse(_GetInfo, data, "getinfo")
         self._node_id = info.id.lower() or None
         return NodeInfo(
-            node_id=self._node_id, network=_NETWORKS.get(info.network), alias=info.alias or None
+            node_id=self._node_id,
+            network=Network.from_node_name(info.network),
+            alias=info.alias or None,
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, SecretStr, field_validator
+from pydantic import BaseModel, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from receiver.amounts import Msat
 from receiver.lightning._http import (
-    HttpBackendClient,
-    check_base_url,
+    HttpBackend,
+    HttpBackendConfig,
+    basic_auth_client,
     is_payment_hash,
     time_left,
 )
@@ -36,35 +37,15 @@ from receiver.lightning.base import (
     Network,
     NodeInfo,
 )
-from receiver.lightning.phoenixd import basic_auth
-
-_NETWORKS = {
-    "mainnet": Network.BITCOIN,
-    "testnet": Network.TESTNET,
-    "testnet4": Network.TESTNET,
-    "signet": Network.SIGNET,
-    "regtest": Network.REGTEST,
-}
 
 
-class EclairConfig(BackendConfig):
+class EclairConfig(HttpBackendConfig):
     """``RECEIVER_ECLAIR_*``: Eclair's API URL and ``eclair.api.password``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RECEIVER_ECLAIR_",
-        env_file=".env",
-        extra="ignore",
-        hide_input_in_errors=True,
-        env_ignore_empty=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="RECEIVER_ECLAIR_")
 
     url: str = "http://127.0.0.1:8080"
     password: SecretStr
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_base_url(value)
 
 
 class _Created(BaseModel):
@@ -88,7 +69,7 @@ class _GetInfo(BaseModel):
     network: str = ""
 
 
-class EclairBackend:
+class EclairBackend(HttpBackend):
     """Eclair (msat precision, description hashes)."""
 
     Config: ClassVar[type[BackendConfig]] = EclairConfig
@@ -97,17 +78,7 @@ class EclairBackend:
     def __init__(self, config: BackendConfig, context: BackendContext) -> None:
         assert isinstance(config, EclairConfig)
         self.name = "eclair"
-        password = config.password.get_secret_value()
-        authorization = basic_auth(password)
-        self._http = HttpBackendClient(
-            self.name,
-            config.url,
-            headers={"Authorization": authorization},
-            secrets=[password, authorization.removeprefix("Basic ")],
-        )
-
-    def __repr__(self) -> str:
-        return f"EclairBackend(url={self._http.base_url!r})"
+        self._http = basic_auth_client(self.name, config.url, config.password.get_secret_value())
 
     async def create_invoice(
         self,
@@ -132,12 +103,11 @@ class EclairBackend:
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
         if not is_payment_hash(payment_hash):
             return InvoiceStatus(InvoiceState.UNKNOWN)
-        data = await self._http.request(
+        data = await self._http.lookup(
             "POST",
             "/getreceivedinfo",
             form={"paymentHash": payment_hash.lower()},
             timeout=time_left(),
-            allow_status=(404,),
         )
         if data is None:
             return InvoiceStatus(InvoiceState.UNKNOWN)
@@ -156,9 +126,6 @@ class EclairBackend:
         info = self._http.parse(_GetInfo, data, "getinfo")
         return NodeInfo(
             node_id=info.nodeId.lower(),
-            network=_NETWORKS.get(info.network.lower()),
+            network=Network.from_node_name(info.network),
             alias=info.alias or None,
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

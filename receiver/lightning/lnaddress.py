@@ -34,7 +34,7 @@ from pydantic_settings import SettingsConfigDict
 
 from receiver.amounts import Msat
 from receiver.errors import BackendProtocolError, BackendRejected, InvalidInvoice
-from receiver.lightning._http import HttpBackendClient, time_left
+from receiver.lightning._http import HttpBackend, HttpBackendClient, HttpBackendConfig, time_left
 from receiver.lightning.base import (
     BackendConfig,
     BackendContext,
@@ -66,16 +66,10 @@ def pay_url(identifier: str) -> str:
         ) from None
 
 
-class LnAddressConfig(BackendConfig):
+class LnAddressConfig(HttpBackendConfig):
     """``RECEIVER_LNADDRESS``: the Lightning Address or LNURL-pay endpoint to mint from."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RECEIVER_",
-        env_file=".env",
-        extra="ignore",
-        hide_input_in_errors=True,
-        env_ignore_empty=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="RECEIVER_")
 
     lnaddress: str
 
@@ -93,7 +87,7 @@ class _Tracked:
     expires_at: float
 
 
-class LnAddressBackend:
+class LnAddressBackend(HttpBackend):
     """Mint through an LNURL-pay endpoint (msat amounts; the service sets the description)."""
 
     Config: ClassVar[type[BackendConfig]] = LnAddressConfig
@@ -185,9 +179,6 @@ class LnAddressBackend:
         self._pay_request = None
         await self._get_pay_request()
         return NodeInfo(node_id=None, network=None, alias=httpx.URL(self.url).host or None)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def _get_pay_request(self) -> lnurl.LnurlPayResponse:
         now = time.monotonic()

@@ -21,14 +21,16 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 import httpx
-from pydantic import BaseModel, SecretStr, field_validator
+from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
 
 from receiver.amounts import Msat, msat_to_sat_exact
 from receiver.errors import BackendAuthError, BackendError
 from receiver.lightning._http import (
-    HttpBackendClient,
-    check_base_url,
+    HttpBackend,
+    HttpBackendConfig,
+    NonEmptySecret,
+    header_auth_client,
     is_payment_hash,
     node_message,
     time_left,
@@ -44,32 +46,14 @@ from receiver.lightning.base import (
 )
 
 
-class LnbitsConfig(BackendConfig):
+class LnbitsConfig(HttpBackendConfig):
     """``RECEIVER_LNBITS_*``: the LNbits instance and a wallet's invoice/read key."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RECEIVER_LNBITS_",
-        env_file=".env",
-        extra="ignore",
-        hide_input_in_errors=True,
-        env_ignore_empty=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="RECEIVER_LNBITS_")
 
     url: str
-    key: SecretStr
+    key: NonEmptySecret
     """The wallet's *invoice/read* key (never the admin key: minting needs no more)."""
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_base_url(value)
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("the key is empty")
-        return SecretStr(value.get_secret_value().strip())
 
 
 class _Created(BaseModel):
@@ -99,7 +83,7 @@ def _unknown_key(response: httpx.Response, backend: str) -> BackendError | None:
     return None
 
 
-class LnbitsBackend:
+class LnbitsBackend(HttpBackend):
     """An LNbits wallet (sats precision, description hashes)."""
 
     Config: ClassVar[type[BackendConfig]] = LnbitsConfig
@@ -108,17 +92,13 @@ class LnbitsBackend:
     def __init__(self, config: BackendConfig, context: BackendContext) -> None:
         assert isinstance(config, LnbitsConfig)
         self.name = "lnbits"
-        key = config.key.get_secret_value()
-        self._http = HttpBackendClient(
+        self._http = header_auth_client(
             self.name,
             config.url,
-            headers={"X-Api-Key": key},
-            secrets=[key],
+            "X-Api-Key",
+            config.key.get_secret_value(),
             error_hook=_unknown_key,
         )
-
-    def __repr__(self) -> str:
-        return f"LnbitsBackend(url={self._http.base_url!r})"
 
     async def create_invoice(
         self,
@@ -142,11 +122,8 @@ class LnbitsBackend:
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
         if not is_payment_hash(payment_hash):
             return InvoiceStatus(InvoiceState.UNKNOWN)
-        data = await self._http.request(
-            "GET",
-            f"/api/v1/payments/{payment_hash.lower()}",
-            timeout=time_left(),
-            allow_status=(404,),
+        data = await self._http.lookup(
+            "GET", f"/api/v1/payments/{payment_hash.lower()}", timeout=time_left()
         )
         if data is None:
             return InvoiceStatus(InvoiceState.UNKNOWN)
@@ -170,6 +147,3 @@ class LnbitsBackend:
         data = await self._http.request("GET", "/api/v1/wallet", timeout=time_left())
         wallet = self._http.parse(_Wallet, data, "wallet")
         return NodeInfo(node_id=None, network=None, alias=wallet.name or None)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

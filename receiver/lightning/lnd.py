@@ -32,8 +32,9 @@ from pydantic_settings import SettingsConfigDict
 from receiver.amounts import Msat
 from receiver.errors import BackendProtocolError
 from receiver.lightning._http import (
-    HttpBackendClient,
-    check_base_url,
+    HttpBackend,
+    HttpBackendConfig,
+    header_auth_client,
     is_payment_hash,
     time_left,
 )
@@ -48,25 +49,11 @@ from receiver.lightning.base import (
     NodeInfo,
 )
 
-_NETWORKS = {
-    "mainnet": Network.BITCOIN,
-    "testnet": Network.TESTNET,
-    "testnet4": Network.TESTNET,
-    "signet": Network.SIGNET,
-    "regtest": Network.REGTEST,
-}
 
-
-class LndConfig(BackendConfig):
+class LndConfig(HttpBackendConfig):
     """``RECEIVER_LND_*``: where LND's REST interface is and how to authenticate."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RECEIVER_LND_",
-        env_file=".env",
-        extra="ignore",
-        hide_input_in_errors=True,
-        env_ignore_empty=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="RECEIVER_LND_")
 
     url: str
     """REST base URL, e.g. ``https://127.0.0.1:8080``."""
@@ -74,11 +61,6 @@ class LndConfig(BackendConfig):
     """The macaroon as hex or the path of the ``.macaroon`` file (invoice macaroon suffices)."""
     cert: Path | None = None
     """LND's ``tls.cert``; without it the system trust store must trust the node's certificate."""
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_base_url(value)
 
     @field_validator("macaroon")
     @classmethod
@@ -139,7 +121,7 @@ def _b64_to_hex(value: str) -> str:
         raise ValueError("not base64") from exc
 
 
-class LndBackend:
+class LndBackend(HttpBackend):
     """LND REST (msat precision, description hashes)."""
 
     Config: ClassVar[type[BackendConfig]] = LndConfig
@@ -150,20 +132,16 @@ class LndBackend:
         self.name = "lnd"
         self._network = context.network
         self._node_id: str | None = None
-        macaroon = config.macaroon.get_secret_value()
         verify: ssl.SSLContext | bool = True
         if config.cert is not None:
             verify = ssl.create_default_context(cafile=str(config.cert))
-        self._http = HttpBackendClient(
+        self._http = header_auth_client(
             self.name,
             config.url,
-            headers={"Grpc-Metadata-macaroon": macaroon},
-            secrets=[macaroon],
+            "Grpc-Metadata-macaroon",
+            config.macaroon.get_secret_value(),
             verify=verify,
         )
-
-    def __repr__(self) -> str:
-        return f"LndBackend(url={self._http.base_url!r})"
 
     async def create_invoice(
         self,
@@ -190,11 +168,8 @@ class LndBackend:
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
         if not is_payment_hash(payment_hash):
             return InvoiceStatus(InvoiceState.UNKNOWN)
-        data = await self._http.request(
-            "GET",
-            f"/v1/invoice/{payment_hash.lower()}",
-            timeout=time_left(),
-            allow_status=(404,),
+        data = await self._http.lookup(
+            "GET", f"/v1/invoice/{payment_hash.lower()}", timeout=time_left()
         )
         if data is None:
             return InvoiceStatus(InvoiceState.UNKNOWN)
@@ -212,10 +187,8 @@ class LndBackend:
         data = await self._http.request("GET", "/v1/getinfo", timeout=time_left())
         info = self._http.parse(_GetInfo, data, "GetInfo")
         network = next(
-            (_NETWORKS.get(c.network) for c in info.chains if c.chain == "bitcoin"), None
+            (Network.from_node_name(c.network) for c in info.chains if c.chain == "bitcoin"),
+            None,
         )
         self._node_id = info.identity_pubkey.lower() or None
         return NodeInfo(node_id=self._node_id, network=network, alias=info.alias or None)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

@@ -17,18 +17,18 @@ phoenixd takes amounts in whole sats: this backend is sats-only and refuses rath
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from typing import ClassVar
 
-from pydantic import BaseModel, SecretStr, field_validator
+from pydantic import BaseModel, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from receiver.amounts import Msat, msat_to_sat_exact, sat_to_msat
 from receiver.errors import BackendRejected, InvalidInvoice
 from receiver.lightning._http import (
-    HttpBackendClient,
-    check_base_url,
+    HttpBackend,
+    HttpBackendConfig,
+    basic_auth_client,
     is_payment_hash,
     time_left,
 )
@@ -47,39 +47,14 @@ from receiver.verify import decode_invoice
 MAX_DESCRIPTION = 128
 """phoenixd refuses longer descriptions."""
 
-_NETWORKS = {
-    "mainnet": Network.BITCOIN,
-    "testnet": Network.TESTNET,
-    "testnet3": Network.TESTNET,
-    "testnet4": Network.TESTNET,
-    "signet": Network.SIGNET,
-    "regtest": Network.REGTEST,
-}
 
-
-class PhoenixdConfig(BackendConfig):
+class PhoenixdConfig(HttpBackendConfig):
     """``RECEIVER_PHOENIXD_*``: phoenixd's URL and its HTTP password."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RECEIVER_PHOENIXD_",
-        env_file=".env",
-        extra="ignore",
-        hide_input_in_errors=True,
-        env_ignore_empty=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="RECEIVER_PHOENIXD_")
 
     url: str = "http://127.0.0.1:9740"
     password: SecretStr
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_base_url(value)
-
-
-def basic_auth(password: str) -> str:
-    """The ``Authorization`` value for HTTP basic with an empty user (phoenixd, Eclair)."""
-    return "Basic " + base64.b64encode(f":{password}".encode()).decode("ascii")
 
 
 class _Created(BaseModel):
@@ -99,7 +74,7 @@ class _GetInfo(BaseModel):
     version: str = ""
 
 
-class PhoenixdBackend:
+class PhoenixdBackend(HttpBackend):
     """phoenixd (sats precision, description hashes)."""
 
     Config: ClassVar[type[BackendConfig]] = PhoenixdConfig
@@ -109,17 +84,7 @@ class PhoenixdBackend:
         assert isinstance(config, PhoenixdConfig)
         self.name = "phoenixd"
         self._node_id: str | None = None
-        password = config.password.get_secret_value()
-        authorization = basic_auth(password)
-        self._http = HttpBackendClient(
-            self.name,
-            config.url,
-            headers={"Authorization": authorization},
-            secrets=[password, authorization.removeprefix("Basic ")],
-        )
-
-    def __repr__(self) -> str:
-        return f"PhoenixdBackend(url={self._http.base_url!r})"
+        self._http = basic_auth_client(self.name, config.url, config.password.get_secret_value())
 
     async def create_invoice(
         self,
@@ -148,11 +113,8 @@ class PhoenixdBackend:
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
         if not is_payment_hash(payment_hash):
             return InvoiceStatus(InvoiceState.UNKNOWN)
-        data = await self._http.request(
-            "GET",
-            f"/payments/incoming/{payment_hash.lower()}",
-            timeout=time_left(),
-            allow_status=(404,),
+        data = await self._http.lookup(
+            "GET", f"/payments/incoming/{payment_hash.lower()}", timeout=time_left()
         )
         if data is None:
             return InvoiceStatus(InvoiceState.UNKNOWN)
@@ -173,7 +135,4 @@ class PhoenixdBackend:
         data = await self._http.request("GET", "/getinfo", timeout=time_left())
         info = self._http.parse(_GetInfo, data, "getinfo")
         self._node_id = info.nodeId.lower() or None
-        return NodeInfo(node_id=self._node_id, network=_NETWORKS.get(info.chain.lower()))
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        return NodeInfo(node_id=self._node_id, network=Network.from_node_name(info.chain))

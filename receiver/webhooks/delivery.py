@@ -69,9 +69,12 @@ def direct_delivery(body: dict[str, JSValue]) -> Delivery:
     return Delivery(DIRECT_EVENT, body, reference_of(body), key)
 
 
-def classify(raw: bytes) -> Delivery:
-    """An unsigned body: the envelope when it is one, else a direct-mode object."""
-    body = jsjson.loads(raw)
+def classify(raw: bytes, parsed: JSValue | None = None) -> Delivery:
+    """An unsigned body: the envelope when it is one, else a direct-mode object.
+
+    ``parsed`` is ``jsjson.loads(raw)`` when the caller has it already.
+    """
+    body = jsjson.loads(raw) if parsed is None else parsed
     if not isinstance(body, dict):
         raise WebhookMalformed("the body is not a JSON object")
     event, data = body.get("event"), body.get("data")

@@ -6,8 +6,10 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import coincurve
+import httpx
 import pytest
 import respx
 
@@ -35,6 +37,18 @@ def signed_invoice(
         key, currency=currency, amount_msat=amount_msat, payment_hash=payment_hash, expiry=expiry
     )
     return invoice, payment_hash
+
+
+def sent(route: respx.Route) -> httpx.Request:
+    """The one request a respx route received (it must have received exactly one)."""
+    assert route.call_count == 1
+    return route.calls.last.request
+
+
+def form(request: httpx.Request) -> dict[str, str]:
+    """The fields of a form-encoded request body (phoenixd, Eclair), asserting its content type."""
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    return {key: values[0] for key, values in parse_qs(request.content.decode()).items()}
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import hashlib
 import json
 
 import coincurve
-import httpx
 import pytest
 import respx
 
@@ -19,7 +18,7 @@ from receiver.errors import (
 )
 from receiver.lightning.base import BackendContext, InvoiceState, Network
 from receiver.lightning.cln import ClnBackend, ClnConfig
-from tests.lightning.conftest import signed_invoice
+from tests.lightning.conftest import sent, signed_invoice
 
 URL = "https://cln.test:3010"
 RUNE = "tU-RLjMiDpY2U0o3W1oFowar36RFGpWloPbW9-RuZdo9MyZpZD0wMjRiOWExZmE4ZTAwNmYxZTM5M"
@@ -28,11 +27,6 @@ RUNE = "tU-RLjMiDpY2U0o3W1oFowar36RFGpWloPbW9-RuZdo9MyZpZD0wMjRiOWExZmE4ZTAwNmYx
 @pytest.fixture
 def backend(context: BackendContext) -> ClnBackend:
     return ClnBackend(ClnConfig(url=URL, rune=RUNE), context)
-
-
-def sent(route: respx.Route) -> httpx.Request:
-    assert route.call_count == 1
-    return route.calls.last.request
 
 
 async def test_invoice_request_and_answer(

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from urllib.parse import parse_qs
 
 import coincurve
-import httpx
 import pytest
 import respx
 
@@ -15,7 +13,7 @@ from receiver.amounts import Msat
 from receiver.errors import BackendAuthError, BackendRejected, BackendUnavailable
 from receiver.lightning.base import BackendContext, InvoiceState, Network
 from receiver.lightning.eclair import EclairBackend, EclairConfig
-from tests.lightning.conftest import signed_invoice
+from tests.lightning.conftest import form, sent, signed_invoice
 
 URL = "http://127.0.0.1:8080"
 PASSWORD = "21satoshi-but-longer-and-secret"
@@ -25,16 +23,6 @@ AUTH = "Basic " + base64.b64encode(f":{PASSWORD}".encode()).decode()
 @pytest.fixture
 def backend(context: BackendContext) -> EclairBackend:
     return EclairBackend(EclairConfig(url=URL, password=PASSWORD), context)
-
-
-def sent(route: respx.Route) -> httpx.Request:
-    assert route.call_count == 1
-    return route.calls.last.request
-
-
-def form(request: httpx.Request) -> dict[str, str]:
-    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
-    return {key: values[0] for key, values in parse_qs(request.content.decode()).items()}
 
 
 async def test_createinvoice_request_and_answer(

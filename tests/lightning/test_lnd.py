@@ -25,7 +25,7 @@ from receiver.errors import (
 from receiver.lightning.base import BackendContext, InvoiceState, Network
 from receiver.lightning.lnd import LndBackend, LndConfig
 from receiver.lightning.registry import load_backend
-from tests.lightning.conftest import signed_invoice
+from tests.lightning.conftest import sent, signed_invoice
 
 URL = "https://lnd.test:8080"
 MACAROON = "0201036c6e6402f801030a10" + "ab" * 40
@@ -34,11 +34,6 @@ MACAROON = "0201036c6e6402f801030a10" + "ab" * 40
 @pytest.fixture
 def backend(context: BackendContext) -> LndBackend:
     return LndBackend(LndConfig(url=URL, macaroon=MACAROON), context)
-
-
-def sent(route: respx.Route) -> httpx.Request:
-    assert route.call_count == 1
-    return route.calls.last.request
 
 
 async def test_add_invoice_request_and_answer(
