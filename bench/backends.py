@@ -36,6 +36,16 @@ from tests.lightning.lnd_double import MACAROON, LndDouble  # noqa: E402
 from tests.support.server import free_port  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef"
+
+
+def direct_body(sats: int, reference: str) -> dict[str, Any]:
+    """What the service's lnbits backend sends for the same invoice (memo and expiry included)."""
+    return {
+        "out": False,
+        "amount": sats,
+        "memo": f"Kotani Pay refund {reference}",
+        "expiry": 3600,
+    }
 DEADLINE = 8.0
 
 
@@ -86,7 +96,7 @@ async def paired(
         direct = await load(
             "lnbits direct (POST /api/v1/payments)",
             f"{lnbits_url}/api/v1/payments",
-            lambda i: {"out": False, "amount": sats + i, "memo": f"Kotani Pay refund D-{i}"},
+            lambda i: direct_body(sats + i, f"D-{i}"),
             headers={"X-Api-Key": key},
             requests=requests,
             concurrency=concurrency,
@@ -108,7 +118,7 @@ async def paired(
     ):
 
         async def direct_call(i: int) -> int:
-            body = {"out": False, "amount": sats + i, "memo": f"Kotani Pay refund D-{i}"}
+            body = direct_body(sats + i, f"D-{i}")
             response = await lnbits_client.post(f"{lnbits_url}/api/v1/payments", json=body)
             return 0 if response.status_code == 201 else 1
 
