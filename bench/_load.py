@@ -49,12 +49,14 @@ async def load(
     requests: int,
     concurrency: int,
     expect: int = 200,
+    headers: dict[str, str] | None = None,
+    warmup: int = 20,
 ) -> Result:
     latencies: list[float] = []
     errors = 0
     counter = iter(range(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=30, limits=limits, headers=headers) as client:
 
         async def worker() -> None:
             nonlocal errors
@@ -66,7 +68,7 @@ async def load(
                     errors += 1
 
         # warm-up: connections, caches, first migrations
-        for i in range(min(20, requests)):
+        for i in range(min(warmup, requests)):
             await client.post(url, json=body(-1 - i))
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -29,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-from _load import PY, Result, start_process, stop_process  # noqa: E402
+from _load import PY, Result, load, start_process, stop_process  # noqa: E402
 
 from tests.lightning.lnbits_server import LnbitsServer  # noqa: E402
 from tests.lightning.lnd_double import MACAROON, LndDouble  # noqa: E402
@@ -46,42 +46,9 @@ def direct_body(sats: int, reference: str) -> dict[str, Any]:
         "memo": f"Kotani Pay refund {reference}",
         "expiry": 3600,
     }
+
+
 DEADLINE = 8.0
-
-
-async def load(
-    name: str,
-    url: str,
-    body: Callable[[int], dict[str, Any]],
-    *,
-    requests: int,
-    concurrency: int,
-    headers: dict[str, str] | None = None,
-    expect: int = 200,
-    warmup: int = 20,
-) -> Result:
-    """N POSTs at concurrency C (like ``_load.load``, with headers and a configurable warm-up)."""
-    latencies: list[float] = []
-    errors = 0
-    counter = iter(range(requests))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=30, limits=limits, headers=headers) as client:
-
-        async def worker() -> None:
-            nonlocal errors
-            for i in counter:
-                started = time.perf_counter()
-                response = await client.post(url, json=body(i))
-                latencies.append(time.perf_counter() - started)
-                if response.status_code != expect:
-                    errors += 1
-
-        for i in range(warmup):
-            await client.post(url, json=body(-1 - i))
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    return Result(name, requests, seconds, latencies, errors)
 
 
 async def paired(
