@@ -26,11 +26,11 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.db.models import InvoiceRecord, InvoiceStatusDB, MintLease
+from receiver.db.types import sqlite_bind, sqlite_result
 
 T = TypeVar("T")
 
@@ -178,18 +178,8 @@ def _lease_delete(lease: Lease) -> Any:
     return delete(MintLease).where(MintLease.key == lease.key, MintLease.owner == lease.owner)
 
 
-_DIALECT = sqlite_dialect.dialect()
-
-
-def _column_processors(column: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
-    """(bind, result) processors SQLAlchemy itself applies to ``column`` on SQLite."""
-    impl = column.type.dialect_impl(_DIALECT)
-    bind = impl.bind_processor(_DIALECT) or (lambda value: value)
-    result = impl.result_processor(_DIALECT, None) or (lambda value: value)
-    return bind, result
-
-
-_TIME_BIND, _TIME_RESULT = _column_processors(InvoiceRecord.__table__.c.expires_at)
+_TIME_BIND = sqlite_bind(InvoiceRecord.__table__.c.expires_at)
+_TIME_RESULT = sqlite_result(InvoiceRecord.__table__.c.expires_at)
 
 
 _PENDING_SQL = (

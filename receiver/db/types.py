@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import DateTime
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -31,3 +34,24 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_SQLITE = sqlite.dialect()
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def sqlite_bind(column: Any) -> Callable[[Any], Any]:
+    """What SQLAlchemy does to a value of ``column`` before SQLite stores it.
+
+    For the paths that write through the stdlib ``sqlite3`` module (one thread hop per
+    transaction): they store exactly what the ORM would, so the ORM reads it back unchanged.
+    """
+    return column.type.dialect_impl(_SQLITE).bind_processor(_SQLITE) or _identity
+
+
+def sqlite_result(column: Any) -> Callable[[Any], Any]:
+    """What SQLAlchemy does to a raw SQLite value of ``column`` when it reads it."""
+    return column.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None) or _identity

@@ -17,12 +17,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.dialects import sqlite
-
-from receiver.db.types import utcnow
+from receiver.db.types import sqlite_bind, utcnow
 from receiver.inbox.models import EventStatus, ForwardMessage, OutboxStatus, WebhookEvent
 
 COLUMNS = (
@@ -40,16 +37,10 @@ COLUMNS = (
     "received_at",
     "updated_at",
 )
-_DIALECT = sqlite.dialect()
+
+
 BUSY_TIMEOUT = 15.0
 BUSY_STEP = 0.0005
-
-
-def _processor(table: Any, column: str) -> Callable[[Any], Any]:
-    """The bind processor SQLAlchemy itself applies to ``column`` on SQLite."""
-    kind = table.c[column].type
-    process = kind.dialect_impl(_DIALECT).bind_processor(_DIALECT)
-    return process if process is not None else (lambda value: value)
 
 
 class SqliteWriter:
@@ -61,10 +52,10 @@ class SqliteWriter:
         self._statements: dict[int, str] = {}
         events: Any = WebhookEvent.__table__
         outbox: Any = ForwardMessage.__table__
-        self._time = _processor(events, "received_at")
-        self._verification = _processor(events, "verification")
-        self._pending = _processor(events, "status")(EventStatus.PENDING)
-        self._outbox_pending = _processor(outbox, "status")(OutboxStatus.PENDING)
+        self._time = sqlite_bind(events.c.received_at)
+        self._verification = sqlite_bind(events.c.verification)
+        self._pending = sqlite_bind(events.c.status)(EventStatus.PENDING)
+        self._outbox_pending = sqlite_bind(outbox.c.status)(OutboxStatus.PENDING)
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
