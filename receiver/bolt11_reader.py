@@ -15,6 +15,8 @@ malformed input raises ``ValueError`` with a short reason; ``receiver.verify`` m
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from dataclasses import dataclass
 
@@ -23,6 +25,12 @@ import coincurve
 CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _VALUE = {c: i for i, c in enumerate(CHARSET)}
 _GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+# The checksum step XORs in _GEN[i] for each bit i set in the top five bits; precomputed per value.
+_GEN_BY_TOP = tuple(
+    functools.reduce(operator.xor, (g for i, g in enumerate(_GEN) if top >> i & 1), 0)
+    for top in range(32)
+)
+_BITS = tuple(format(word, "05b") for word in range(32))
 _HRP = re.compile(r"ln(bcrt|bc|tbs|tb)((?:[1-9][0-9]*)([munp]?))?")
 # msat per unit of the hrp amount as (numerator, denominator): 1 BTC = 10^11 msat.
 _MULTIPLIER = {"": (10**11, 1), "m": (10**8, 1), "u": (10**5, 1), "n": (10**2, 1), "p": (1, 10)}
@@ -48,27 +56,17 @@ class Bolt11Fields:
 def _polymod(values: list[int]) -> int:
     chk = 1
     for value in values:
-        top = chk >> 25
-        chk = (chk & 0x1FFFFFF) << 5 ^ value
-        for i in range(5):
-            if (top >> i) & 1:
-                chk ^= _GEN[i]
+        chk = (chk & 0x1FFFFFF) << 5 ^ value ^ _GEN_BY_TOP[chk >> 25]
     return chk
 
 
 def _words_to_bytes(words: list[int]) -> bytes:
-    acc = 0
-    bits = 0
-    out = bytearray()
-    for word in words:
-        acc = ((acc << 5) | word) & 0xFFFFFFFF
-        bits += 5
-        if bits >= 8:
-            bits -= 8
-            out.append((acc >> bits) & 0xFF)
-    if bits:
-        out.append((acc << (8 - bits)) & 0xFF)
-    return bytes(out)
+    """5-bit words to bytes, the last byte padded with zero bits (as BOLT #11 signs them)."""
+    if not words:
+        return b""
+    bits = "".join(map(_BITS.__getitem__, words))
+    size = (len(bits) + 7) // 8
+    return (int(bits, 2) << (size * 8 - len(bits))).to_bytes(size, "big")
 
 
 def _words_to_exact_bytes(words: list[int]) -> bytes:

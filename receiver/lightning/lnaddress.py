@@ -21,7 +21,6 @@ one exception type). ``lnurl`` accepts plain ``http://`` only for ``localhost``,
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -132,7 +131,7 @@ class LnAddressBackend(HttpBackend):
         data = await self._http.request("GET", str(callback), timeout=time_left())
         action = self._parse_action(data)
         bolt11 = str(action.pr)
-        decoded = await asyncio.to_thread(decode_invoice, bolt11)
+        decoded = decode_invoice(bolt11)
         if decoded.description_hash != metadata_hash:
             self._pay_request = None  # the metadata may have changed: ask again next time
             raise InvalidInvoice(

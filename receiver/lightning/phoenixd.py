@@ -16,7 +16,6 @@ phoenixd takes amounts in whole sats: this backend is sats-only and refuses rath
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import ClassVar
 
@@ -124,7 +123,7 @@ class PhoenixdBackend(HttpBackend):
         if incoming.invoice:
             # The answer has no expiry field; the invoice it returns carries one.
             try:
-                decoded = await asyncio.to_thread(decode_invoice, incoming.invoice)
+                decoded = decode_invoice(incoming.invoice)
             except InvalidInvoice:
                 return InvoiceStatus(InvoiceState.PENDING)
             if time.time() >= decoded.expires_at_ts:
