@@ -97,8 +97,8 @@ class LndDouble:
         )
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[LndDouble]:
-        async with serve_app(self.app()) as url:
+    async def running(self, *, tls: tuple[str, str] | None = None) -> AsyncIterator[LndDouble]:
+        async with serve_app(self.app(), tls=tls) as url:
             self.url = url
             try:
                 yield self

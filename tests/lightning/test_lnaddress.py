@@ -215,3 +215,25 @@ async def test_requested_description_hash_must_be_the_metadata_hash(
     router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(200, json={"pr": bolt})
     minted = await backend.create_invoice(Msat(2000), "m", 3600, bytes.fromhex(METADATA_HASH))
     assert minted.bolt11 == bolt
+
+
+async def test_a_redirected_address_is_followed_to_its_pay_request(
+    router: respx.MockRouter, backend: LnAddressBackend, node_key: coincurve.PrivateKey
+) -> None:
+    # Lightning Address hosts often redirect the well-known URL to the wallet service.
+    moved = "https://wallet.example.net/lnurlp/refunds"
+    router.get(WELL_KNOWN).respond(302, headers={"Location": moved})
+    router.get(moved).respond(200, json=pay_request())
+    bolt, payment_hash = invoice(node_key, 3000, METADATA_HASH)
+    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(200, json={"pr": bolt})
+    minted = await backend.create_invoice(Msat(3000), "ignored", 3600)
+    assert minted.payment_hash == payment_hash
+
+
+async def test_a_redirect_loop_is_a_protocol_error(
+    router: respx.MockRouter, backend: LnAddressBackend
+) -> None:
+    loop = router.get(WELL_KNOWN).respond(301, headers={"Location": WELL_KNOWN})
+    with pytest.raises(BackendProtocolError, match="more than 5 redirects"):
+        await backend.create_invoice(Msat(3000), "ignored", 3600)
+    assert loop.call_count == 6

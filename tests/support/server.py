@@ -12,13 +12,24 @@ import uvicorn
 
 
 @asynccontextmanager
-async def serve_app(app: Any) -> AsyncIterator[str]:
-    """Start ``app`` (lifespan included) and yield its base URL; stop it on exit."""
+async def serve_app(app: Any, *, tls: tuple[str, str] | None = None) -> AsyncIterator[str]:
+    """Start ``app`` (lifespan included) and yield its base URL; stop it on exit.
+
+    ``tls`` is (certificate chain file, key file): the app is then served over https.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    certfile, keyfile = tls or (None, None)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -27,7 +38,7 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
                 task.result()
                 raise RuntimeError("uvicorn stopped before it started")
             await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
