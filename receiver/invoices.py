@@ -7,7 +7,9 @@ handler and Option A refund configs all call:
    while the backend confirms it is unpaid and it has at least ``MIN_VALIDITY`` left;
 2. otherwise one new invoice is minted through ``BackendChain`` (every backend in order, each
    invoice verified) and stored; concurrent identical requests share that one mint: in-process
-   through a shared future, across processes through a short lease row in ``mint_leases``;
+   through a shared future, across processes through a short lease row in ``mint_leases``. The
+   backend call starts while the lease is taken (``_mint_ahead``), so the lease adds no latency
+   to a first request; when the lease or a reusable invoice wins, that early invoice is dropped;
 3. the whole path (status check, lease, backends, verification, storage) ends by the deadline.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sqlite3
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -27,7 +30,7 @@ from receiver.db import Database, InvoiceRecord, InvoiceStatusDB
 from receiver.db.types import utcnow
 from receiver.errors import BackendError, MintUnavailable, StorageUnavailable
 from receiver.lightning.base import InvoiceState, InvoiceStatus
-from receiver.lightning.failover import BackendChain
+from receiver.lightning.failover import BackendChain, Minted
 from receiver.logs import get_logger
 from receiver.mint_store import (
     Lease,
@@ -43,6 +46,8 @@ from receiver.mint_store import (
 log = get_logger("invoices")
 
 LEASE_POLL = 0.05
+RECENT_KEYS = 10_000
+"""How many recently handed-out (reference, amount) keys are remembered (see ``_mint_ahead``)."""
 STATUS_CHECK_BUDGET = 2.0
 """At most this long (and at most half the time left) to confirm a reusable invoice is unpaid."""
 
@@ -114,6 +119,7 @@ class InvoiceService:
             SqliteMintStore(str(db.url.database)) if db.is_sqlite else SqlMintStore(db.engine)
         )
         self._inflight: dict[tuple[str, int], asyncio.Future[IssuedInvoice]] = {}
+        self._recent: OrderedDict[tuple[str, int], float] = OrderedDict()
 
     async def get_or_mint(
         self,
@@ -166,6 +172,10 @@ class InvoiceService:
         if not fresh:
             valid_until = started + timedelta(seconds=self.min_validity)
             lookup = Lookup(reference_id, int(amount_msat), valid_until)
+        ahead = self._mint_ahead(reference_id, amount_msat, fresh, deadline_at)
+        if ahead is not None:
+            # Let the backend request go out before the lease thread competes for the GIL.
+            await asyncio.sleep(0)
         try:
             while True:
                 # One round trip takes the lease and looks for an invoice to reuse.
@@ -173,22 +183,59 @@ class InvoiceService:
                 taken, pending = await self.store.take_lease(lease, lookup)
                 if taken:
                     break
+                _discard(ahead)
+                ahead = None
                 # Another process is minting this one: take its invoice when it lands.
                 await asyncio.sleep(LEASE_POLL)
                 record = await self._latest_pending(reference_id, amount_msat, since=started)
                 if record is not None:
-                    return IssuedInvoice.from_record(record, reused=True)
+                    return self._issued(IssuedInvoice.from_record(record, reused=True))
             try:
                 if pending is not None and await self._still_unpaid(pending, deadline_at):
+                    _discard(ahead)
+                    ahead = None
                     await self.store.drop_lease(lease)
-                    return IssuedInvoice.from_record(pending, reused=True)
-                return await self._mint(reference_id, amount_msat, deadline_at, lease)
+                    return self._issued(IssuedInvoice.from_record(pending, reused=True))
+                minting = ahead or self._mint(reference_id, amount_msat, deadline_at)
+                minted = await minting
+                ahead = None
+                return self._issued(await self._keep(reference_id, amount_msat, minted, lease))
             except BaseException:
                 await self.store.drop_lease(lease)
                 raise
         except (SQLAlchemyError, sqlite3.Error) as exc:
             log.error("invoices.storage_failed", error=type(exc).__name__)
             raise StorageUnavailable("the invoice database is unavailable") from exc
+        finally:
+            _discard(ahead)
+
+    def _mint_ahead(
+        self, reference_id: str, amount_msat: Msat, fresh: bool, deadline_at: float
+    ) -> asyncio.Task[Minted] | None:
+        """Start the backend call now, while the lease is being taken, when a new mint is likely.
+
+        The lease round trip then costs nothing on the usual path (a reference asked for the
+        first time). Not when this process handed out an invoice for the same (reference,
+        amount) lately: that repeat will most likely reuse it. When the lease or a reusable
+        invoice wins after all, the early call is cancelled; an invoice it already made is never
+        stored nor handed out and simply expires unpaid at the node (logged as
+        ``invoices.unused_invoice``).
+        """
+        key = (reference_id, int(amount_msat))
+        handed_out = self._recent.get(key)
+        now = asyncio.get_running_loop().time()
+        if not fresh and handed_out is not None and now - handed_out < self.expiry:
+            return None
+        return asyncio.ensure_future(self._mint(reference_id, amount_msat, deadline_at))
+
+    def _issued(self, issued: IssuedInvoice) -> IssuedInvoice:
+        """Remember that (reference, amount) was just handed out (see ``_mint_ahead``)."""
+        key = (issued.reference_id, int(issued.amount_msat))
+        self._recent.pop(key, None)
+        self._recent[key] = asyncio.get_running_loop().time()
+        while len(self._recent) > RECENT_KEYS:
+            self._recent.popitem(last=False)
+        return issued
 
     def _lease(self, reference_id: str, amount_msat: Msat, deadline_at: float) -> Lease:
         now = utcnow()
@@ -200,11 +247,13 @@ class InvoiceService:
             now=now,
         )
 
-    async def _mint(
-        self, reference_id: str, amount_msat: Msat, deadline_at: float, lease: Lease
-    ) -> IssuedInvoice:
+    async def _mint(self, reference_id: str, amount_msat: Msat, deadline_at: float) -> Minted:
         memo = self.description.format(reference_id=reference_id)
-        minted = await self.chain.mint(amount_msat, memo, self.expiry, deadline_at=deadline_at)
+        return await self.chain.mint(amount_msat, memo, self.expiry, deadline_at=deadline_at)
+
+    async def _keep(
+        self, reference_id: str, amount_msat: Msat, minted: Minted, lease: Lease
+    ) -> IssuedInvoice:
         stored = StoredInvoice(
             reference_id=reference_id,
             amount_msat=int(amount_msat),
@@ -317,6 +366,25 @@ class InvoiceService:
 
     async def aclose(self) -> None:
         await self.store.aclose()
+
+
+def _discard(ahead: asyncio.Task[Minted] | None) -> None:
+    """Cancel an early backend call whose invoice is not wanted (see ``_mint_ahead``)."""
+    if ahead is not None:
+        ahead.cancel()  # no-op once it is done
+        ahead.add_done_callback(_log_unused)
+
+
+def _log_unused(ahead: asyncio.Task[Minted]) -> None:
+    if ahead.cancelled() or ahead.exception() is not None:
+        return
+    minted = ahead.result()
+    log.info(
+        "invoices.unused_invoice",
+        payment_hash=minted.invoice.payment_hash,
+        backend=minted.backend,
+        why="another worker's lease or a reusable invoice came first; it expires unpaid",
+    )
 
 
 def _consume_exception(future: asyncio.Future[IssuedInvoice]) -> None:

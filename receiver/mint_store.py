@@ -191,6 +191,10 @@ _INSERT_LEASE = "INSERT INTO mint_leases (key, owner, expires_at) VALUES (?, ?, 
 _DELETE_LEASE = "DELETE FROM mint_leases WHERE key = ? AND owner = ?"
 
 
+WAL_AUTOCHECKPOINT = 1000
+"""SQLite's default: checkpoint once the WAL holds this many pages (durable transactions only)."""
+
+
 class SqliteMintStore:
     """Stdlib ``sqlite3`` on one thread: one hop per transaction."""
 
@@ -281,6 +285,10 @@ def _transaction(
     conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], *, durable: bool
 ) -> T:
     if not durable:
+        # No checkpoint either: one run with syncs off would leave checkpointed pages unsynced in
+        # the database file while the WAL that held them is reused, putting the durable
+        # transactions before it at risk on a power loss.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute("PRAGMA synchronous=OFF")
     try:
         conn.execute("BEGIN IMMEDIATE")  # the write lock now: no read-to-write upgrade deadlock
@@ -294,3 +302,4 @@ def _transaction(
     finally:
         if not durable:
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")

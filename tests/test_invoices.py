@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -12,7 +14,9 @@ from receiver.amounts import Msat
 from receiver.db import InvoiceRecord
 from receiver.errors import MintUnavailable
 from receiver.invoices import InvoiceService
+from receiver.lightning.base import MintedInvoice
 from receiver.lightning.fake import FakeBackend, FakeConfig
+from receiver.mint_store import SqliteMintStore
 from receiver.services import Services, backend_context, open_services
 from receiver.settings import Settings
 from tests.support import bolt11_ref
@@ -141,3 +145,72 @@ async def test_live_lease_makes_others_wait_for_its_invoice(services: Services) 
     with pytest.raises(MintUnavailable):
         await services.invoices.get_or_mint("REF-W", Msat(3000), deadline=0.5)
     assert await count(services, "REF-W") == 0
+
+
+def count_backend_calls(services: Services, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the amount of every create_invoice call the (fake) backend gets."""
+    backend = services.chain.backends[0]
+    original = backend.create_invoice
+    amounts: list[int] = []
+
+    async def counting(
+        amount_msat: Msat, memo: str, expiry: int, description_hash: bytes | None = None
+    ) -> MintedInvoice:
+        amounts.append(int(amount_msat))
+        return await original(amount_msat, memo, expiry, description_hash)
+
+    monkeypatch.setattr(backend, "create_invoice", counting)
+    return amounts
+
+
+async def test_a_repeat_in_this_process_asks_the_backend_once(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The backend call starts ahead of the lease only for a (reference, amount) this process
+    # has not just handed out: a repeat reuses, and must not make a node invoice for nothing.
+    calls = count_backend_calls(services, monkeypatch)
+    first = await services.invoices.get_or_mint("REF-R", Msat(7_000))
+    again = await services.invoices.get_or_mint("REF-R", Msat(7_000))
+    assert again.reused and again.payment_hash == first.payment_hash
+    assert calls == [7_000]
+    fresh = await services.invoices.get_or_mint("REF-R", Msat(7_000), fresh=True)
+    assert fresh.payment_hash != first.payment_hash and calls == [7_000, 7_000]
+
+
+async def test_an_early_invoice_that_loses_to_a_reusable_one_is_never_kept(
+    services: Services,
+) -> None:
+    # Another worker (no memory of REF-E) starts its backend call ahead of the lease, then finds
+    # the reusable invoice: it hands that one out, and the early one is neither stored nor sent.
+    first = await services.invoices.get_or_mint("REF-E", Msat(8_000))
+    other = InvoiceService(
+        services.db,
+        services.chain,
+        deadline=5.0,
+        expiry=3600,
+        min_validity=600,
+        description="x {reference_id}",
+    )
+    try:
+        again = await other.get_or_mint("REF-E", Msat(8_000))
+    finally:
+        await other.aclose()
+    assert again.reused and again.payment_hash == first.payment_hash
+    assert await count(services, "REF-E") == 1
+
+
+async def test_only_lease_transactions_skip_syncs_and_checkpoints(tmp_path: Path) -> None:
+    store = SqliteMintStore(str(tmp_path / "leases.sqlite3"))
+
+    def pragmas(conn: sqlite3.Connection) -> tuple[int, int]:
+        synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
+        checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        return int(synchronous), int(checkpoint)
+
+    try:
+        during_lease = await store._run(pragmas, durable=False)
+        durable = await store._run(pragmas)
+    finally:
+        await store.aclose()
+    assert during_lease == (0, 0)  # OFF, and no checkpoint while syncs are off
+    assert durable == (2, 1000)  # FULL and the default checkpoint, restored
