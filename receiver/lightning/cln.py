@@ -9,7 +9,8 @@ Follows Core Lightning's documentation:
   It cannot commit to a bare description hash (``deschashonly`` hashes a description it is
   given), so ``capabilities.description_hash`` is False.
 - listinvoices: https://docs.corelightning.org/reference/lightning-listinvoices :
-  ``{"payment_hash"}``; answer ``invoices: [{status: unpaid|paid|expired, amount_received_msat}]``.
+  ``{"payment_hash"}``; answer ``invoices: [{status: unpaid|paid|expired, amount_received_msat}]``
+  (an integer; the ``"<n>msat"`` strings of Core Lightning before 23.x are read too).
 - getinfo: https://docs.corelightning.org/reference/lightning-getinfo : ``id``, ``alias``,
   ``network`` (bitcoin, testnet, testnet4, signet, regtest).
 """
@@ -18,10 +19,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, StrictInt
 from pydantic_settings import SettingsConfigDict
 
 from receiver.amounts import Msat
@@ -61,9 +62,16 @@ class _InvoiceAnswer(BaseModel):
     payment_hash: str
 
 
+def _msat(value: object) -> object:
+    # Core Lightning before 23.x wrote msat amounts as strings, "1500001msat"; since, integers.
+    if isinstance(value, str) and value.endswith("msat") and value[:-4].isdigit():
+        return int(value[:-4])
+    return value
+
+
 class _ListedInvoice(BaseModel):
     status: str
-    amount_received_msat: int | None = None
+    amount_received_msat: Annotated[StrictInt | None, BeforeValidator(_msat)] = None
 
 
 class _ListInvoices(BaseModel):

@@ -78,6 +78,8 @@ async def test_bare_description_hash_is_refused_without_a_request(backend: ClnBa
     ("listed", "state", "paid"),
     [
         ({"status": "paid", "amount_received_msat": 1_500_001}, InvoiceState.PAID, 1_500_001),
+        # Core Lightning before 23.x: msat amounts as "<n>msat" strings.
+        ({"status": "paid", "amount_received_msat": "1500001msat"}, InvoiceState.PAID, 1_500_001),
         ({"status": "unpaid"}, InvoiceState.PENDING, None),
         ({"status": "expired"}, InvoiceState.EXPIRED, None),
     ],
@@ -168,3 +170,15 @@ async def test_ill_shaped_answer(router: respx.MockRouter, backend: ClnBackend) 
     router.post(f"{URL}/v1/invoice").respond(201, json={"bolt11": "lnbcrt1"})
     with pytest.raises(BackendProtocolError):
         await backend.create_invoice(Msat(1000), "m", 60)
+
+
+@pytest.mark.parametrize("amount", ["1500001", "1.5btc", 1500001.5, "msat"])
+async def test_a_paid_amount_in_no_known_form_is_a_protocol_error(
+    router: respx.MockRouter, backend: ClnBackend, amount: object
+) -> None:
+    payment_hash = "cd" * 32
+    router.post(f"{URL}/v1/listinvoices").respond(
+        201, json={"invoices": [{"status": "paid", "amount_received_msat": amount}]}
+    )
+    with pytest.raises(BackendProtocolError):
+        await backend.invoice_status(payment_hash)
