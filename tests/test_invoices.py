@@ -39,6 +39,19 @@ async def services(
         yield opened
 
 
+def second_worker(services: Services) -> InvoiceService:
+    """Another InvoiceService on the same database: what a second worker process is (its own
+    in-process futures and memory, the same lease rows)."""
+    return InvoiceService(
+        services.db,
+        services.chain,
+        deadline=5.0,
+        expiry=3600,
+        min_validity=600,
+        description="x {reference_id}",
+    )
+
+
 async def count(services: Services, reference: str) -> int:
     async with services.db.session() as session:
         total = await session.scalar(
@@ -68,14 +81,7 @@ async def test_concurrent_identical_requests_mint_once(services: Services) -> No
 async def test_two_processes_share_one_mint_through_the_lease(services: Services) -> None:
     # A second InvoiceService on the same database is what a second worker process is: it has
     # its own in-process futures, so only the lease row keeps it from minting again.
-    other = InvoiceService(
-        services.db,
-        services.chain,
-        deadline=5.0,
-        expiry=3600,
-        min_validity=600,
-        description="x {reference_id}",
-    )
+    other = second_worker(services)
     results = await asyncio.gather(
         *(
             (services.invoices if i % 2 else other).get_or_mint("REF-L", Msat(9_000))
@@ -183,14 +189,7 @@ async def test_an_early_invoice_that_loses_to_a_reusable_one_is_never_kept(
     # Another worker (no memory of REF-E) starts its backend call ahead of the lease, then finds
     # the reusable invoice: it hands that one out, and the early one is neither stored nor sent.
     first = await services.invoices.get_or_mint("REF-E", Msat(8_000))
-    other = InvoiceService(
-        services.db,
-        services.chain,
-        deadline=5.0,
-        expiry=3600,
-        min_validity=600,
-        description="x {reference_id}",
-    )
+    other = second_worker(services)
     try:
         again = await other.get_or_mint("REF-E", Msat(8_000))
     finally:

@@ -181,6 +181,9 @@ class HttpBackendClient:
         self.base_url = base_url.rstrip("/")
         self._secrets = tuple(s for s in secrets if s)
         self._error_hook = error_hook
+        if follow_redirects and self._secrets:
+            # A redirect may lead to another host: credentials must never follow it there.
+            raise ValueError("a client holding credentials does not follow redirects")
         self._follow_redirects = follow_redirects
         # Small JSON answers: compression would cost both ends more than it saves.
         self._headers = httpx.Headers(
@@ -319,11 +322,14 @@ class HttpBackendClient:
                     f"{self.backend}: {request.method} answered with a redirect",
                     backend=self.backend,
                 )
+            target = request.url.join(location)
+            if request.url.scheme == "https" and target.scheme != "https":
+                raise BackendProtocolError(
+                    f"{self.backend}: redirect from https to {target.scheme or 'nothing'} refused",
+                    backend=self.backend,
+                )
             request = httpx.Request(
-                "GET",
-                request.url.join(location),
-                headers=self._headers,
-                extensions=request.extensions,
+                "GET", target, headers=self._headers, extensions=request.extensions
             )
         raise BackendProtocolError(
             f"{self.backend}: more than {MAX_REDIRECTS} redirects", backend=self.backend

@@ -1,10 +1,10 @@
 """An httpx transport that puts backend calls on the wire through aiohttp's connection pool.
 
-Every HTTP backend keeps httpx's API (``httpx.AsyncClient``, its requests, responses and
-redirect handling, respx in the tests); only the wire underneath changes. Why: httpx's own
-transport (httpcore and h11, pure Python) costs about 1 ms of CPU per call on this project's
-2-core benchmark machine, aiohttp's client (a C HTTP parser) under 0.5 ms, and a backend call
-sits on every mint (``bench/backends.py`` measures the whole path).
+``HttpBackendClient`` keeps speaking httpx (``httpx.Request`` in, ``httpx.Response`` out, respx
+in the tests); only the wire underneath is aiohttp's. Why: httpx's own stack (its client,
+httpcore and h11, pure Python) costs about 1.4 ms of CPU per call on this project's 2-core
+benchmark machine, aiohttp's client (a C HTTP parser) under 0.5 ms, and a backend call sits on
+every mint (``bench/backends.py`` measures the whole path).
 
 aiohttp's failures become httpx's exception classes, so ``HttpBackendClient``'s one mapping to
 the service's error tree stays as it is; the aiohttp exception is kept as ``__cause__`` (a TLS

@@ -237,3 +237,11 @@ async def test_a_redirect_loop_is_a_protocol_error(
     with pytest.raises(BackendProtocolError, match="more than 5 redirects"):
         await backend.create_invoice(Msat(3000), "ignored", 3600)
     assert loop.call_count == 6
+
+
+async def test_a_redirect_from_https_to_plain_http_is_refused(
+    router: respx.MockRouter, backend: LnAddressBackend
+) -> None:
+    router.get(WELL_KNOWN).respond(302, headers={"Location": "http://pay.example.com/lnurlp/x"})
+    with pytest.raises(BackendProtocolError, match="redirect from https to http refused"):
+        await backend.create_invoice(Msat(3000), "ignored", 3600)

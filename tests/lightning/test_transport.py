@@ -225,3 +225,8 @@ def test_the_transport_verifies_certificates_by_default() -> None:
     assert AiohttpTransport()._ssl is True  # aiohttp's default: verified against system CAs
     context = ssl.create_default_context()
     assert AiohttpTransport(verify=context)._ssl is context
+
+
+def test_a_client_with_credentials_never_follows_redirects() -> None:
+    with pytest.raises(ValueError, match="does not follow redirects"):
+        HttpBackendClient("node", "https://n.test", secrets=["rune"], follow_redirects=True)
