@@ -10,6 +10,7 @@ Follows the LNURL specifications (https://github.com/lnurl/luds):
   on this path, so this module does, before the invoice goes anywhere;
 - LUD-21, verify: a ``verify`` URL in the callback's answer -> ``{"status": "OK", "settled",
   "preimage", "pr"}``. Without one (LNbits' own addresses offer none) the status is ``unknown``.
+  Verify URLs are kept in ``<data_dir>/lnaddress-verify.sqlite3``, so they outlive a restart.
 
 ``lnurl`` parses identifiers and validates every answer (its pydantic models); the HTTP calls go
 through ``_http`` like every other backend, so they share the deadline and the error mapping
@@ -21,9 +22,14 @@ one exception type). ``lnurl`` accepts plain ``http://`` only for ``localhost``,
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sqlite3
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
@@ -43,11 +49,17 @@ from receiver.lightning.base import (
     MintedInvoice,
     NodeInfo,
 )
+from receiver.logs import get_logger
 from receiver.verify import decode_invoice
+
+log = get_logger("lnaddress")
 
 PAY_REQUEST_TTL = 60.0
 """Seconds a payRequest answer is reused (LUD-06 lets wallets cache it) before asking again."""
 MAX_TRACKED = 10_000
+"""Verify URLs also kept in memory (the newest); all of them are in the data directory."""
+KEEP_AFTER_EXPIRY = 7 * 24 * 3600
+"""Seconds a verify URL is kept after its invoice expired (late refund.completed checks)."""
 """Invoices whose LUD-21 verify URL is remembered (in memory: a restart forgets them)."""
 
 
@@ -86,6 +98,94 @@ class _Tracked:
     expires_at: float
 
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS verify_urls (
+    payment_hash TEXT PRIMARY KEY,
+    verify_url TEXT NOT NULL,
+    amount_msat INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+)
+"""
+
+
+class _VerifyUrls:
+    """LUD-21 verify URLs by payment hash: the newest in memory, all in ``<data_dir>/<FILE>``.
+
+    Kept on disk so that a restart does not turn every lnaddress invoice's status into
+    ``unknown`` (the ``refund.completed`` check and reuse both ask for it). One file per data
+    directory: replicas that share a PostgreSQL database but not a data directory each know the
+    invoices they minted. Rows are dropped ``KEEP_AFTER_EXPIRY`` seconds after their invoice
+    expired. SQLite calls run in a worker thread, one at a time.
+    """
+
+    FILE = "lnaddress-verify.sqlite3"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / self.FILE
+        self._memory: OrderedDict[str, _Tracked] = OrderedDict()
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # a lost row only means status "unknown"
+            db.execute(_SCHEMA)
+            self._db = db
+        return self._db
+
+    def _write(self, payment_hash: str, tracked: _Tracked) -> None:
+        with self._lock:
+            db = self._conn()
+            db.execute(
+                "INSERT OR REPLACE INTO verify_urls VALUES (?, ?, ?, ?)",
+                (payment_hash, tracked.verify_url, int(tracked.amount_msat), tracked.expires_at),
+            )
+            db.execute(
+                "DELETE FROM verify_urls WHERE expires_at < ?", (time.time() - KEEP_AFTER_EXPIRY,)
+            )
+
+    def _read(self, payment_hash: str) -> _Tracked | None:
+        with self._lock:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT verify_url, amount_msat, expires_at FROM verify_urls"
+                    " WHERE payment_hash = ?",
+                    (payment_hash,),
+                )
+                .fetchone()
+            )
+        return None if row is None else _Tracked(str(row[0]), Msat(int(row[1])), float(row[2]))
+
+    def _remember(self, payment_hash: str, tracked: _Tracked) -> None:
+        self._memory[payment_hash] = tracked
+        self._memory.move_to_end(payment_hash)
+        while len(self._memory) > MAX_TRACKED:
+            self._memory.popitem(last=False)
+
+    async def add(self, payment_hash: str, tracked: _Tracked) -> None:
+        self._remember(payment_hash, tracked)
+        await asyncio.to_thread(self._write, payment_hash, tracked)
+
+    async def get(self, payment_hash: str) -> _Tracked | None:
+        tracked = self._memory.get(payment_hash)
+        if tracked is None:
+            tracked = await asyncio.to_thread(self._read, payment_hash)
+            if tracked is not None:
+                self._remember(payment_hash, tracked)
+        return tracked
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
 class LnAddressBackend(HttpBackend):
     """Mint through an LNURL-pay endpoint (msat amounts; the service sets the description)."""
 
@@ -101,7 +201,7 @@ class LnAddressBackend(HttpBackend):
         # Redirects are allowed: LNURL services commonly move their endpoints.
         self._http = HttpBackendClient(self.name, "", follow_redirects=True)
         self._pay_request: tuple[float, lnurl.LnurlPayResponse] | None = None
-        self._tracked: OrderedDict[str, _Tracked] = OrderedDict()
+        self._verify_urls = _VerifyUrls(context.data_dir)
 
     def __repr__(self) -> str:
         return f"LnAddressBackend(url={self.url!r})"
@@ -147,14 +247,20 @@ class LnAddressBackend(HttpBackend):
                 backend=self.name,
             )
         if action.verify is not None:
-            self._track(
-                decoded.payment_hash,
-                _Tracked(str(action.verify), amount_msat, float(decoded.expires_at_ts)),
-            )
+            tracked = _Tracked(str(action.verify), amount_msat, float(decoded.expires_at_ts))
+            try:
+                await self._verify_urls.add(decoded.payment_hash, tracked)
+            except sqlite3.Error as exc:
+                # The invoice is good; only its status after a restart would be unknown.
+                log.warning("lnaddress.verify_url_not_kept", error=type(exc).__name__)
         return MintedInvoice(bolt11=bolt11, payment_hash=decoded.payment_hash)
 
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
-        tracked = self._tracked.get(payment_hash.lower())
+        try:
+            tracked = await self._verify_urls.get(payment_hash.lower())
+        except sqlite3.Error as exc:
+            log.warning("lnaddress.verify_url_unreadable", error=type(exc).__name__)
+            tracked = None
         if tracked is None:
             return InvoiceStatus(InvoiceState.UNKNOWN)
         data = await self._http.request("GET", tracked.verify_url, timeout=time_left())
@@ -213,11 +319,9 @@ class LnAddressBackend(HttpBackend):
             reason = self._http.clean(str(data.get("reason", "no reason given")))
             raise BackendRejected(f"lnaddress: the service refused: {reason}", backend=self.name)
 
-    def _track(self, payment_hash: str, tracked: _Tracked) -> None:
-        self._tracked[payment_hash] = tracked
-        self._tracked.move_to_end(payment_hash)
-        while len(self._tracked) > MAX_TRACKED:
-            self._tracked.popitem(last=False)
+    async def aclose(self) -> None:
+        await super().aclose()
+        await asyncio.to_thread(self._verify_urls.close)
 
 
 _MODELS: dict[str, Any] = {

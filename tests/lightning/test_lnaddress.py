@@ -245,3 +245,33 @@ async def test_a_redirect_from_https_to_plain_http_is_refused(
     router.get(WELL_KNOWN).respond(302, headers={"Location": "http://pay.example.com/lnurlp/x"})
     with pytest.raises(BackendProtocolError, match="redirect from https to http refused"):
         await backend.create_invoice(Msat(3000), "ignored", 3600)
+
+
+async def test_verify_urls_outlive_a_restart(
+    router: respx.MockRouter, context: BackendContext, node_key: coincurve.PrivateKey
+) -> None:
+    bolt, payment_hash = invoice(node_key, 4000, METADATA_HASH)
+    router.get(WELL_KNOWN).respond(200, json=pay_request())
+    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(
+        200, json={"pr": bolt, "verify": VERIFY}
+    )
+    verify = router.get(VERIFY).respond(
+        200, json={"status": "OK", "settled": True, "preimage": "aa" * 32, "pr": bolt}
+    )
+    first = LnAddressBackend(LnAddressConfig(lnaddress=ADDRESS), context)
+    try:
+        await first.create_invoice(Msat(4000), "ignored", 3600)
+    finally:
+        await first.aclose()
+    kept = context.data_dir / "lnaddress-verify.sqlite3"
+    assert kept.stat().st_mode & 0o777 == 0o600
+
+    restarted = LnAddressBackend(LnAddressConfig(lnaddress=ADDRESS), context)
+    try:
+        status = await restarted.invoice_status(payment_hash.upper())
+        unknown = await restarted.invoice_status("ef" * 32)
+    finally:
+        await restarted.aclose()
+    assert status.state is InvoiceState.PAID and status.paid_msat == 4000
+    assert unknown.state is InvoiceState.UNKNOWN
+    assert verify.call_count == 1
