@@ -120,6 +120,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 async def _read_bounded(answer: aiohttp.ClientResponse) -> bytes:
+    if answer.content_length is not None and answer.content_length <= MAX_ANSWER:
+        return await answer.read()  # the usual case: a declared, small length
     chunks: list[bytes] = []
     size = 0
     async for chunk in answer.content.iter_any():

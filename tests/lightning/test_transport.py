@@ -143,13 +143,19 @@ async def test_a_broken_answer_is_unavailable(reply: bytes) -> None:
             await call(url)
 
 
-async def test_an_endless_answer_is_cut_off() -> None:
+@pytest.mark.parametrize("declared", [False, True], ids=["chunked", "content-length"])
+async def test_an_oversized_answer_is_cut_off(declared: bool) -> None:
+    chunk = b"x" * 65536
+    chunks = MAX_ANSWER // len(chunk) + 4
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        chunk = b"x" * 65536
-        for _ in range(MAX_ANSWER // len(chunk) + 4):
-            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        if declared:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (chunks * len(chunk)))
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(chunks):
+            writer.write(chunk if declared else b"%x\r\n%s\r\n" % (len(chunk), chunk))
             await writer.drain()
 
     async with raw_server(handler) as url:
