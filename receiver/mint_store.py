@@ -8,8 +8,9 @@ They are the hot path's only database work, so each is one round trip:
   hops between the event loop and the driver thread (measured: 3.2 ms for the lease, 3.5 ms for
   the store, against ~0.5 ms here). Values are converted by the very SQLAlchemy column types the
   rest of the service reads them back with, so the stored format is identical. Same pragmas as
-  ``receiver.db.engine``: WAL, ``synchronous=FULL``, a shared busy timeout; only the lease
-  transactions skip their fsync (a lease is worthless after a power loss).
+  ``receiver.db.engine``: WAL, ``synchronous=FULL``, the write lock awaited in short steps
+  (``receiver.db.sqlite_conn``); only the lease transactions skip their fsync (a lease is
+  worthless after a power loss).
 
 Both hold the same lease semantics: a row in ``mint_leases`` per (reference, amount) while one
 process mints it; a lease past its expiry was left by a crashed process and is taken over.
@@ -30,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.db.models import InvoiceRecord, InvoiceStatusDB, MintLease
+from receiver.db.sqlite_conn import begin_immediate, connect
 from receiver.db.types import sqlite_bind, sqlite_result
 
 T = TypeVar("T")
@@ -205,10 +207,7 @@ class SqliteMintStore:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.path, timeout=15, isolation_level=None)
-            for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=15000"):
-                conn.execute(f"PRAGMA {pragma}")
-            self._conn = conn
+            self._conn = connect(self.path)
         return self._conn
 
     async def _run(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
@@ -291,7 +290,7 @@ def _transaction(
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute("PRAGMA synchronous=OFF")
     try:
-        conn.execute("BEGIN IMMEDIATE")  # the write lock now: no read-to-write upgrade deadlock
+        begin_immediate(conn)  # the write lock now: no read-to-write upgrade deadlock
         try:
             result = work(conn)
         except BaseException:

@@ -8,7 +8,8 @@ batch by the very SQLAlchemy column types the ORM reads them back with (same sto
 PostgreSQL keeps the SQLAlchemy path (``Ingest._write_batch``): asyncpg has no such cost.
 
 Same settings as ``receiver.db.engine``: WAL and ``synchronous=FULL`` (each acknowledged
-delivery is on disk before its 2xx); the write lock is awaited in short steps (15 s at most).
+delivery is on disk before its 2xx); the write lock is awaited in short steps (15 s at most),
+``receiver.db.sqlite_conn``.
 Used from a single thread (the ingest executor).
 """
 
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from typing import Any
 
+from receiver.db.sqlite_conn import begin_immediate, connect
 from receiver.db.types import sqlite_bind, utcnow
 from receiver.inbox.models import EventStatus, ForwardMessage, OutboxStatus, WebhookEvent
 
@@ -39,10 +40,6 @@ COLUMNS = (
 )
 
 
-BUSY_TIMEOUT = 15.0
-BUSY_STEP = 0.0005
-
-
 class SqliteWriter:
     """Inserts batches of deliveries into ``webhook_events`` (and ``forward_outbox``)."""
 
@@ -59,29 +56,8 @@ class SqliteWriter:
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            # busy_timeout 0: ``_begin`` waits for the lock itself, in steps of 0.5 ms; SQLite's
-            # own busy handler sleeps 1, 2, 5, 10, 15, 20 … ms, and every delivery would pay it
-            # whenever the worker's connection is writing.
-            conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
-            for pragma in ("journal_mode=WAL", "synchronous=FULL"):
-                conn.execute(f"PRAGMA {pragma}")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._conn = conn
+            self._conn = connect(self.path)
         return self._conn
-
-    @staticmethod
-    def _begin(conn: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE`` (take the write lock now), waiting up to ``BUSY_TIMEOUT`` s."""
-        deadline = time.monotonic() + BUSY_TIMEOUT
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                busy = getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF
-                if busy != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                    raise
-                time.sleep(BUSY_STEP)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -126,7 +102,7 @@ class SqliteWriter:
                 now,
                 now,
             )
-        self._begin(conn)
+        begin_immediate(conn)
         try:
             found = conn.execute(self._insert_sql(len(first)), params).fetchall()
             inserted = {key: id_ for id_, key in found}
