@@ -74,6 +74,7 @@ async def paired(
             requests=requests,
             concurrency=concurrency,
             expect=201,
+            warmup=warmup,
         )
         via = await load(
             "service via lnbits (new reference)",
@@ -81,6 +82,7 @@ async def paired(
             lambda i: {"amount_msat": (sats + i) * 1000, "reference_id": f"S-{i}"},
             requests=requests,
             concurrency=concurrency,
+            warmup=warmup,
         )
         return direct, via
     timings: dict[str, list[float]] = {"direct": [], "via": []}
