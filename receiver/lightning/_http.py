@@ -353,7 +353,7 @@ class HttpBackendClient:
     def _where(self, url: str) -> str:
         """The host a call went to, for a message (worked out only when one is needed)."""
         try:
-            return _host(httpx.URL(self._url(url)))
+            return _host(self._parsed(url))
         except httpx.InvalidURL:
             return "the backend"
 

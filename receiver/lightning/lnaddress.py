@@ -60,7 +60,6 @@ MAX_TRACKED = 10_000
 """Verify URLs also kept in memory (the newest); all of them are in the data directory."""
 KEEP_AFTER_EXPIRY = 7 * 24 * 3600
 """Seconds a verify URL is kept after its invoice expired (late refund.completed checks)."""
-"""Invoices whose LUD-21 verify URL is remembered (in memory: a restart forgets them)."""
 
 
 def pay_url(identifier: str) -> str:
@@ -104,7 +103,8 @@ CREATE TABLE IF NOT EXISTS verify_urls (
     verify_url TEXT NOT NULL,
     amount_msat INTEGER NOT NULL,
     expires_at REAL NOT NULL
-)
+);
+CREATE INDEX IF NOT EXISTS verify_urls_expires_at ON verify_urls (expires_at);
 """
 
 
@@ -133,7 +133,7 @@ class _VerifyUrls:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # a lost row only means status "unknown"
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
             self._db = db
         return self._db
 
