@@ -23,14 +23,17 @@ from dataclasses import dataclass
 import coincurve
 
 CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
-_VALUE = {c: i for i, c in enumerate(CHARSET)}
+# Words are held as bytes (one 5-bit value per byte): bech32 characters to values, and values to
+# base-32 digits, which ``int(..., 32)`` reads in C (a field's bits become one integer at once).
+_NOT_A_WORD = 0xFF
+_TO_WORDS = bytes(CHARSET.find(chr(b)) if chr(b) in CHARSET else _NOT_A_WORD for b in range(256))
+_TO_DIGITS = bytes.maketrans(bytes(range(32)), b"0123456789abcdefghijklmnopqrstuv")
 _GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 # The checksum step XORs in _GEN[i] for each bit i set in the top five bits; precomputed per value.
 _GEN_BY_TOP = tuple(
     functools.reduce(operator.xor, (g for i, g in enumerate(_GEN) if top >> i & 1), 0)
     for top in range(32)
 )
-_BITS = tuple(format(word, "05b") for word in range(32))
 _HRP = re.compile(r"ln(bcrt|bc|tbs|tb)((?:[1-9][0-9]*)([munp]?))?")
 # msat per unit of the hrp amount as (numerator, denominator): 1 BTC = 10^11 msat.
 _MULTIPLIER = {"": (10**11, 1), "m": (10**8, 1), "u": (10**5, 1), "n": (10**2, 1), "p": (1, 10)}
@@ -53,33 +56,27 @@ class Bolt11Fields:
     payee: str
 
 
-def _polymod(values: list[int]) -> int:
-    chk = 1
+def _polymod(values: bytes, chk: int = 1) -> int:
     for value in values:
         chk = (chk & 0x1FFFFFF) << 5 ^ value ^ _GEN_BY_TOP[chk >> 25]
     return chk
 
 
-def _words_to_bytes(words: list[int]) -> bytes:
+def _words_to_int(words: bytes) -> int:
+    return int(words.translate(_TO_DIGITS), 32) if words else 0
+
+
+def _words_to_bytes(words: bytes) -> bytes:
     """5-bit words to bytes, the last byte padded with zero bits (as BOLT #11 signs them)."""
-    if not words:
-        return b""
-    bits = "".join(map(_BITS.__getitem__, words))
-    size = (len(bits) + 7) // 8
-    return (int(bits, 2) << (size * 8 - len(bits))).to_bytes(size, "big")
+    bits = len(words) * 5
+    size = (bits + 7) // 8
+    return (_words_to_int(words) << (size * 8 - bits)).to_bytes(size, "big")
 
 
-def _words_to_exact_bytes(words: list[int]) -> bytes:
+def _words_to_exact_bytes(words: bytes) -> bytes:
     """Bytes of a field whose bit length is a whole number of bytes plus zero padding."""
     data = _words_to_bytes(words)
     return data[: len(words) * 5 // 8]
-
-
-def _words_to_int(words: list[int]) -> int:
-    value = 0
-    for word in words:
-        value = value << 5 | word
-    return value
 
 
 def amount_from_hrp(hrp: str) -> tuple[str, int | None]:
@@ -109,19 +106,19 @@ def read(invoice: str) -> Bolt11Fields:
     if separator < 1:
         raise ValueError("no separator")
     hrp = text[:separator]
-    try:
-        words = [_VALUE[c] for c in text[separator + 1 :]]
-    except KeyError:
-        raise ValueError("character outside the bech32 alphabet") from None
-    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
-    if _polymod(expanded + words) != 1:
+    words = text[separator + 1 :].encode("ascii").translate(_TO_WORDS)
+    if _NOT_A_WORD in words:
+        raise ValueError("character outside the bech32 alphabet")
+    hrp_bytes = hrp.encode("ascii")
+    expanded = bytes(c >> 5 for c in hrp_bytes) + b"\0" + bytes(c & 31 for c in hrp_bytes)
+    if _polymod(words, _polymod(expanded)) != 1:
         raise ValueError("bad checksum")
     currency, amount = amount_from_hrp(hrp)
     words = words[:-6]
     if len(words) < 7 + SIGNATURE_WORDS:
         raise ValueError("too short")
     body, signature_words = words[:-SIGNATURE_WORDS], words[-SIGNATURE_WORDS:]
-    fields: dict[str, list[int]] = {}
+    fields: dict[str, bytes] = {}
     position = 7
     while position < len(body):
         if position + 3 > len(body):
@@ -139,7 +136,7 @@ def read(invoice: str) -> Bolt11Fields:
     signature = _words_to_bytes(signature_words)
     if signature[64] > 3:
         raise ValueError("bad recovery id")
-    message = hrp.encode() + _words_to_bytes(body)
+    message = hrp_bytes + _words_to_bytes(body)
     payee = _signer(signature, message, fields.get("n"))
     if "p" not in fields or "s" not in fields:
         raise ValueError("missing payment hash or payment secret")
@@ -164,7 +161,7 @@ def read(invoice: str) -> Bolt11Fields:
     )
 
 
-def _signer(signature: bytes, message: bytes, payee_words: list[int] | None) -> str:
+def _signer(signature: bytes, message: bytes, payee_words: bytes | None) -> str:
     """The compressed key that signed ``message``; with an ``n`` field it must be that key."""
     try:
         recovered = coincurve.PublicKey.from_signature_and_message(signature, message)

@@ -18,10 +18,8 @@ process mints it; a lease past its expiry was left by a crashed process and is t
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -31,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.db.models import InvoiceRecord, InvoiceStatusDB, MintLease
-from receiver.db.sqlite_conn import begin_immediate, connect
+from receiver.db.sqlite_conn import SqliteThread, begin_immediate, connect
 from receiver.db.types import sqlite_bind, sqlite_result
 
 T = TypeVar("T")
@@ -202,7 +200,7 @@ class SqliteMintStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mint-store")
+        self._thread = SqliteThread("mint-store")
         self._conn: sqlite3.Connection | None = None
 
     def _db(self) -> sqlite3.Connection:
@@ -211,10 +209,7 @@ class SqliteMintStore:
         return self._conn
 
     async def _run(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, lambda: _transaction(self._db(), work, durable=durable)
-        )
+        return await self._thread.run(lambda: _transaction(self._db(), work, durable=durable))
 
     async def take_lease(
         self, lease: Lease, lookup: Lookup | None
@@ -276,8 +271,8 @@ class SqliteMintStore:
                 self._conn.close()
                 self._conn = None
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, close)
-        self._executor.shutdown(wait=False)
+        await self._thread.run(close)
+        self._thread.close()
 
 
 def _transaction(

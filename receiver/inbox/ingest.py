@@ -16,7 +16,6 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.db import Database
+from receiver.db.sqlite_conn import SqliteThread
 from receiver.db.types import utcnow
 from receiver.errors import StorageUnavailable
 from receiver.inbox.models import (
@@ -98,11 +98,7 @@ class Ingest:
         self._sqlite = (
             SqliteWriter(database) if db.is_sqlite and database and database != ":memory:" else None
         )
-        self._executor = (
-            ThreadPoolExecutor(1, thread_name_prefix="inbox-writer")
-            if self._sqlite is not None
-            else None
-        )
+        self._thread = SqliteThread("inbox-writer") if self._sqlite is not None else None
 
     @property
     def waiting(self) -> int:
@@ -133,12 +129,10 @@ class Ingest:
         self._close_writer_thread()
 
     def _close_writer_thread(self) -> None:
-        if self._executor is not None:
-            if self._sqlite is not None:
-                # The connection belongs to the writer thread: close it there.
-                self._executor.submit(self._sqlite.close).result()
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        if self._thread is not None and self._sqlite is not None:
+            # The connection belongs to the writer thread: close it there.
+            self._thread.close(self._sqlite.close)
+            self._thread = None
 
     async def _write_loop(self) -> None:
         while True:
@@ -180,10 +174,9 @@ class Ingest:
         if self._sqlite is not None:
             # One hop to the writer thread per batch (through aiosqlite every statement is a
             # hop, and under load each waits behind the HTTP work on the event loop).
-            loop = asyncio.get_running_loop()
-            inserted, ids = await loop.run_in_executor(
-                self._executor, self._sqlite.write, first, counts, self.forward
-            )
+            assert self._thread is not None
+            sqlite, forward = self._sqlite, self.forward
+            inserted, ids = await self._thread.run(lambda: sqlite.write(first, counts, forward))
         else:
             async with self.db.engine.begin() as connection:
                 inserted, ids = await connection.run_sync(self._write_rows, first, counts)

@@ -10,7 +10,7 @@ PostgreSQL keeps the SQLAlchemy path (``Ingest._write_batch``): asyncpg has no s
 Same settings as ``receiver.db.engine``: WAL and ``synchronous=FULL`` (each acknowledged
 delivery is on disk before its 2xx); the write lock is awaited in short steps (15 s at most),
 ``receiver.db.sqlite_conn``.
-Used from a single thread (the ingest executor).
+Used from a single thread (the ingest's ``SqliteThread``).
 """
 
 from __future__ import annotations

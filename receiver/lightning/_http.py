@@ -2,10 +2,10 @@
 
 Every HTTP backend (lnd, cln, lnbits, phoenixd, eclair, lnaddress) talks to its node through one
 ``HttpBackendClient``. It builds httpx requests (credential headers, base URL, redirects for the
-clients that follow them) and sends them straight to its transport, pooled connections and TLS
-over aiohttp (``receiver.lightning._transport``; httpx's own client layer cost another 0.3 ms
-per call on the mint path). Every foreign failure becomes the service's own error tree, always
-``raise ... from exc``:
+clients that follow them) and sends them straight to its transport: pooled HTTP/1.1 connections
+and TLS on asyncio, answers parsed by httptools (``receiver.lightning._transport``; httpx's
+client and the general clients cost more per call than the rest of the mint path). Every
+foreign failure becomes the service's own error tree, always ``raise ... from exc``:
 
     httpx.ConnectError, other transport errors  -> BackendUnavailable  (TLS failures say so)
     httpx.ConnectTimeout/ReadTimeout/WriteTimeout/PoolTimeout,
@@ -62,7 +62,7 @@ from receiver.errors import (
     BackendTimeout,
     BackendUnavailable,
 )
-from receiver.lightning._transport import AiohttpTransport
+from receiver.lightning._transport import Http11Transport
 from receiver.lightning.base import BackendConfig
 
 DEFAULT_TIMEOUT = 8.0
@@ -191,7 +191,7 @@ class HttpBackendClient:
         self._headers = httpx.Headers(
             {"Accept": "application/json", "Accept-Encoding": "identity", **(headers or {})}
         )
-        self._transport = transport or AiohttpTransport(
+        self._transport = transport or Http11Transport(
             verify=verify, max_connections=max_connections
         )
         # Parsed URLs of recent calls: httpx parses a URL string in ~30 µs, half of building a

@@ -75,6 +75,6 @@ def lnbits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LnbitsServer]:
 @pytest.fixture
 def router() -> Iterator[respx.MockRouter]:
     """respx that fails the test on an unmocked request and on a route never called."""
-    # The backends send through AiohttpTransport, which respx's default mocker would not see.
+    # The backends send through Http11Transport, which respx's default mocker would not see.
     with respx.mock(assert_all_called=True, assert_all_mocked=True, using=BACKENDS) as mock:
         yield mock

@@ -1,4 +1,4 @@
-"""respx for the HTTP backends: routes matched at ``AiohttpTransport.handle_async_request``.
+"""respx for the HTTP backends: routes matched at ``Http11Transport.handle_async_request``.
 
 ``HttpBackendClient`` hands its httpx requests straight to its transport (no ``httpx.AsyncClient``
 in between), so neither of respx's stock mockers (httpcore's pool, httpx's client) sees them.
@@ -18,7 +18,7 @@ NAME = "receiver-backends"
 
 class BackendTransportMocker(respx.mocks.AbstractRequestMocker):
     name = NAME
-    targets = ["receiver.lightning._transport.AiohttpTransport"]
+    targets = ["receiver.lightning._transport.Http11Transport"]
     target_methods = ["handle_async_request"]
 
     @classmethod

@@ -1,8 +1,8 @@
-"""The backends' wire (AiohttpTransport under HttpBackendClient) against real sockets.
+"""The backends' wire (Http11Transport under HttpBackendClient) against real sockets.
 
 Each failure a node or a network can produce, made for real on loopback, must come out as the
-service's own error (never an aiohttp exception, never a 500), and TLS must verify against
-LND's certificate file or the system trust store.
+service's own error (never a parser's or a socket's exception, never a 500), and TLS must verify
+against LND's certificate file or the system trust store.
 """
 
 from __future__ import annotations
@@ -226,13 +226,170 @@ async def test_lnd_over_tls_without_its_cert_file_is_refused_clearly(
 
 
 def test_the_transport_verifies_certificates_by_default() -> None:
-    from receiver.lightning._transport import AiohttpTransport
+    from receiver.lightning._transport import Http11Transport
 
-    assert AiohttpTransport()._ssl is True  # aiohttp's default: verified against system CAs
+    default = Http11Transport()._context()  # the system's trust store, host names checked
+    assert default.verify_mode == ssl.CERT_REQUIRED and default.check_hostname
     context = ssl.create_default_context()
-    assert AiohttpTransport(verify=context)._ssl is context
+    assert Http11Transport(verify=context)._context() is context
 
 
 def test_a_client_with_credentials_never_follows_redirects() -> None:
     with pytest.raises(ValueError, match="does not follow redirects"):
         HttpBackendClient("node", "https://n.test", secrets=["rune"], follow_redirects=True)
+
+
+async def test_a_kept_alive_connection_carries_the_next_calls() -> None:
+    connections: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        for n in range(3):
+            await read_request(reader)
+            writer.write(answer(b'{"n": %d}' % n))
+            await writer.drain()
+
+    async with raw_server(handler) as url:
+        client = HttpBackendClient("node", url)
+        try:
+            answers = [await client.request("GET", "/v1/x", timeout=2) for _ in range(3)]
+        finally:
+            await client.aclose()
+    assert answers == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert len(connections) == 1
+
+
+@pytest.mark.parametrize("how", ["connection-close", "closes-after-answer"])
+async def test_a_connection_the_node_ends_is_never_reused(how: str) -> None:
+    connections: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await read_request(reader)
+        extra = ("Connection: close",) if how == "connection-close" else ()
+        writer.write(answer(b'{"n": %d}' % len(connections), *extra))
+        await writer.drain()
+        if how == "connection-close":
+            await reader.read()  # the client must be the one to close
+
+    async with raw_server(handler) as url:
+        client = HttpBackendClient("node", url)
+        try:
+            first = await client.request("GET", "/v1/x", timeout=2)
+            await asyncio.sleep(0.05)  # the node's close reaches the client
+            second = await client.request("GET", "/v1/x", timeout=2)
+        finally:
+            await client.aclose()
+    assert (first, second) == ({"n": 1}, {"n": 2})
+    assert len(connections) == 2
+
+
+async def test_an_idle_connection_closed_as_the_request_leaves_is_retried_once() -> None:
+    # The node answers once, then drops the connection when the next request arrives on it,
+    # without a byte of answer (an idle timeout racing the request). Only that case is retried.
+    connections: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await read_request(reader)
+        writer.write(answer(b'{"connection": %d}' % len(connections)))
+        await writer.drain()
+        await read_request(reader)  # and close without answering
+
+    async with raw_server(handler) as url:
+        client = HttpBackendClient("node", url)
+        try:
+            first = await client.request("POST", "/v1/x", json_body={}, timeout=2)
+            second = await client.request("POST", "/v1/x", json_body={}, timeout=2)
+        finally:
+            await client.aclose()
+    assert (first, second) == ({"connection": 1}, {"connection": 2})
+    assert len(connections) == 2
+
+
+async def test_a_call_given_up_never_hands_its_late_answer_to_the_next() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await read_request(reader)
+            if b"/slow" in head:
+                await asyncio.sleep(0.3)
+            writer.write(answer(b'{"path": "%s"}' % head.split(b" ")[1]))
+            await writer.drain()
+
+    async with raw_server(handler) as url:
+        client = HttpBackendClient("node", url)
+        try:
+            with pytest.raises(BackendTimeout):
+                await client.request("GET", "/slow", timeout=0.1)
+            # At once, while the node is still working on /slow: its answer must not be taken
+            # for this one's (a pooled connection would carry it).
+            assert await client.request("GET", "/fast", timeout=2) == {"path": "/fast"}
+        finally:
+            await client.aclose()
+
+
+async def test_an_answer_without_a_length_runs_until_the_node_closes() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"old": true}')
+        await writer.drain()
+
+    async with raw_server(handler) as url:
+        assert await call(url) == {"old": True}
+
+
+async def test_an_informational_answer_is_skipped() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + answer(b'{"ok": 1}'))
+        await writer.drain()
+
+    async with raw_server(handler) as url:
+        assert await call(url) == {"ok": 1}
+
+
+async def test_a_header_that_would_split_the_request_is_never_sent() -> None:
+    requests: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await read_request(reader))
+
+    secret = "key\r\nX-Injected: 1"
+    async with raw_server(handler) as url:
+        client = HttpBackendClient("node", url, headers={"X-Api-Key": secret}, secrets=[secret])
+        try:
+            with pytest.raises(BackendUnavailable) as caught:
+                await client.request("GET", "/v1/x", timeout=2)
+        finally:
+            await client.aclose()
+    assert requests == []
+    assert "key" not in str(caught.value).replace("X-Api-Key", "")
+    assert "Injected" not in str(caught.value)
+
+
+async def test_calls_beyond_the_connection_limit_wait_for_a_free_one() -> None:
+    connections: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.2)
+            writer.write(answer(b'{"ok": true}'))
+            await writer.drain()
+
+    async with raw_server(handler) as url:
+        client = HttpBackendClient("node", url, max_connections=1)
+        try:
+            both = await asyncio.gather(
+                client.request("GET", "/v1/x", timeout=2), client.request("GET", "/v1/x", timeout=2)
+            )
+            slow = asyncio.ensure_future(client.request("GET", "/v1/x", timeout=2))
+            await asyncio.sleep(0.05)
+            with pytest.raises(BackendTimeout):
+                await client.request("GET", "/v1/x", timeout=0.1)  # no slot frees in time
+            assert await slow == {"ok": True}
+        finally:
+            await client.aclose()
+    assert both == [{"ok": True}, {"ok": True}]
+    assert len(connections) == 1
