@@ -1,11 +1,13 @@
 """HTTP plumbing for every HTTP backend, written once: timeouts, error mapping, shape checks.
 
 Every HTTP backend (lnd, cln, lnbits, phoenixd, eclair, lnaddress) talks to its node through one
-``HttpBackendClient``. It builds httpx requests (credential headers, base URL, redirects for the
-clients that follow them) and sends them straight to its transport: pooled HTTP/1.1 connections
-and TLS on asyncio, answers parsed by httptools (``receiver.lightning._transport``; httpx's
-client and the general clients cost more per call than the rest of the mint path). Every
-foreign failure becomes the service's own error tree, always ``raise ... from exc``:
+``HttpBackendClient``. It builds each call (credential headers, base URL, JSON or form body,
+redirects for the clients that follow them) and sends it through its own transport: pooled
+HTTP/1.1 connections and TLS on asyncio, answers parsed by httptools
+(``receiver.lightning._transport``; general clients, httpx's included, cost more per call
+than the rest of the mint path). URLs are parsed and errors classed with httpx; an error
+answer becomes an ``httpx.Response`` for the mapping and the backends' hooks. Every foreign
+failure becomes the service's own error tree, always ``raise ... from exc``:
 
     httpx.ConnectError, other transport errors  -> BackendUnavailable  (TLS failures say so)
     httpx.ConnectTimeout/ReadTimeout/WriteTimeout/PoolTimeout,
@@ -42,6 +44,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import (
@@ -61,14 +64,14 @@ from receiver.errors import (
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
+    ConfigError,
 )
-from receiver.lightning._transport import Http11Transport
+from receiver.lightning._transport import Answer, Call, Http11Transport
 from receiver.lightning.base import BackendConfig
 
 DEFAULT_TIMEOUT = 8.0
 """Per-call bound when no deadline is set (start-up checks, status polls)."""
 
-_TIMEOUTS = ("connect", "read", "write", "pool")
 URL_CACHE = 64
 
 MAX_REDIRECTS = 5
@@ -177,7 +180,7 @@ class HttpBackendClient:
         error_hook: ErrorHook | None = None,
         follow_redirects: bool = False,
         max_connections: int = 100,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Http11Transport | None = None,
     ) -> None:
         self.backend = backend
         self.base_url = base_url.rstrip("/")
@@ -188,9 +191,8 @@ class HttpBackendClient:
             raise ValueError("a client holding credentials does not follow redirects")
         self._follow_redirects = follow_redirects
         # Small JSON answers: compression would cost both ends more than it saves.
-        self._headers = httpx.Headers(
-            {"Accept": "application/json", "Accept-Encoding": "identity", **(headers or {})}
-        )
+        fixed = {"Accept": "application/json", "Accept-Encoding": "identity", **(headers or {})}
+        self._headers = tuple(_header(backend, name, value) for name, value in fixed.items())
         self._transport = transport or Http11Transport(
             verify=verify, max_connections=max_connections
         )
@@ -227,17 +229,18 @@ class HttpBackendClient:
         ``None`` instead of raising. Everything else that is not a 2xx JSON answer raises a
         ``BackendError`` subclass.
         """
-        response = await self.send(
+        call, answer = await self.send(
             method, url, timeout=timeout, json_body=json_body, form=form, params=params
         )
-        if response.status_code in allow_status:
+        if answer.status in allow_status:
             return None
-        self.raise_for_status(response)
+        if not 200 <= answer.status < 300:
+            self.raise_for_status(_response(call, answer))
         try:
-            return response.json()
+            return json.loads(_decoded(answer))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BackendProtocolError(
-                f"{self.backend}: answer to {method} {response.request.url.path} is not JSON",
+                f"{self.backend}: answer to {method} {call.url.path} is not JSON",
                 backend=self.backend,
             ) from exc
 
@@ -264,22 +267,28 @@ class HttpBackendClient:
         json_body: Any = None,
         form: Mapping[str, str] | None = None,
         params: Mapping[str, str | int] | None = None,
-    ) -> httpx.Response:
-        """Send one request bounded by ``timeout`` seconds in total; transport errors mapped."""
+    ) -> tuple[Call, Answer]:
+        """Send one request bounded by ``timeout`` seconds in total; transport errors mapped.
+
+        Returns the call as it was last sent (after any redirect) and its answer.
+        """
         if timeout <= 0:
             raise BackendTimeout(f"{self.backend}: no time left to call it", backend=self.backend)
         try:
-            request = httpx.Request(
-                method,
-                self._parsed(url),
-                params=params,
-                headers=self._headers,
-                json=json_body,
-                data=form,
-                extensions={"timeout": dict.fromkeys(_TIMEOUTS, timeout)},
-            )
+            target = self._parsed(url)
+            if params:
+                target = target.copy_merge_params(params)
+            headers = self._headers
+            body = b""
+            if json_body is not None:
+                body = _JSON.encode(json_body).encode("utf-8")
+                headers = (*headers, _JSON_TYPE)
+            elif form is not None:
+                body = urlencode(form).encode("utf-8")
+                headers = (*headers, _FORM_TYPE)
+            call = Call(method, target, headers, body, timeout)
             async with asyncio.timeout(timeout):
-                return await self._exchange(request)
+                return await self._exchange(call)
         except TimeoutError as exc:
             raise BackendTimeout(
                 f"{self.backend}: no answer from {self._where(url)} within {timeout:.1f} s",
@@ -325,27 +334,25 @@ class HttpBackendClient:
             self._urls.move_to_end(url)
         return parsed
 
-    async def _exchange(self, request: httpx.Request) -> httpx.Response:
-        """One request through the transport, following GET redirects when asked to."""
+    async def _exchange(self, call: Call) -> tuple[Call, Answer]:
+        """One call through the transport, following GET redirects when asked to."""
         for _ in range(MAX_REDIRECTS + 1):
-            response = await self._transport.handle_async_request(request)
-            location = response.headers.get("location")
-            if not (self._follow_redirects and response.is_redirect and location):
-                return response
-            if request.method != "GET":
+            answer = await self._transport.exchange(call)
+            location = answer.header(b"location")
+            if not (self._follow_redirects and answer.status in _REDIRECTS and location):
+                return call, answer
+            if call.method != "GET":
                 raise BackendProtocolError(
-                    f"{self.backend}: {request.method} answered with a redirect",
+                    f"{self.backend}: {call.method} answered with a redirect",
                     backend=self.backend,
                 )
-            target = request.url.join(location)
-            if request.url.scheme == "https" and target.scheme != "https":
+            target = call.url.join(location.decode("latin-1"))
+            if call.url.scheme == "https" and target.scheme != "https":
                 raise BackendProtocolError(
                     f"{self.backend}: redirect from https to {target.scheme or 'nothing'} refused",
                     backend=self.backend,
                 )
-            request = httpx.Request(
-                "GET", target, headers=self._headers, extensions=request.extensions
-            )
+            call = Call("GET", target, self._headers, b"", call.timeout)
         raise BackendProtocolError(
             f"{self.backend}: more than {MAX_REDIRECTS} redirects", backend=self.backend
         )
@@ -399,6 +406,45 @@ class HttpBackendClient:
                 f"{self.backend}: {what} answer is not of the documented shape ({fields})",
                 backend=self.backend,
             ) from exc
+
+
+# As httpx encodes a ``json=`` body (compact, UTF-8, no NaN), so the nodes see what they saw.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_JSON_TYPE = (b"Content-Type", b"application/json")
+_FORM_TYPE = (b"Content-Type", b"application/x-www-form-urlencoded")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 token)
+
+
+def _header(backend: str, name: str, value: str) -> tuple[bytes, bytes]:
+    """A fixed header as it goes on the wire; one no request could carry is a setting error."""
+    if _TOKEN.fullmatch(name) and value.isascii() and value.isprintable():
+        return name.encode("ascii"), value.encode("ascii")
+    # Never the value: it is a credential.
+    raise ConfigError(
+        f"backend {backend}: the value sent as {name!r} holds characters an HTTP header cannot"
+        " carry (printable ASCII only)"
+    )
+
+
+def _decoded(answer: Answer) -> bytes:
+    """The answer's body, decompressed if the node compressed it although asked not to."""
+    encoding = answer.header(b"content-encoding")
+    if encoding is None or encoding.strip().lower() == b"identity":
+        return answer.body
+    return httpx.Response(answer.status, headers=answer.headers, content=answer.body).content
+
+
+def _response(call: Call, answer: Answer) -> httpx.Response:
+    """An error answer as an ``httpx.Response``: what the mapping and the backends' hooks read."""
+    return httpx.Response(
+        answer.status,
+        headers=answer.headers,
+        content=answer.body,
+        request=httpx.Request(call.method, call.url),
+    )
 
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")

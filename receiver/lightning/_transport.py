@@ -1,17 +1,19 @@
-"""The backends' wire: an httpx transport speaking HTTP/1.1 over asyncio, answers parsed by llhttp.
+"""The backends' wire: HTTP/1.1 over asyncio, answers parsed by llhttp (httptools).
 
-``HttpBackendClient`` speaks httpx (``httpx.Request`` in, ``httpx.Response`` out, respx in the
-tests); this module is only what puts a request on a socket and reads the answer back. It is
-small because the traffic is: one JSON request, one JSON answer of a few kB, to one node over a
+``HttpBackendClient`` hands this module a ``Call`` (method, URL, headers, body, timeout) and
+gets an ``Answer`` (status, headers, body) back; that is all of the interface. It is small
+because the traffic is: one JSON request, one JSON answer of a few kB, to one node over a
 kept-alive connection. What it does not do is refused rather than half done: no proxies, no
 HTTP/2, no streaming, no ``Expect: 100-continue``, and never a redirect (``HttpBackendClient``
 decides about those).
 
 Why not a general client: every mint waits on one backend call, and the general clients' own
-layers cost more than the rest of the service's work on that call. Measured in one run on this
-project's 2-core benchmark machine, a bare proxy in front of a real LNbits added 0.75 ms to
-LNbits' p50 with this wire and 1.65 ms with aiohttp's client (httpx's own stack cost more
-still, ~1.4 ms of CPU per call); ``bench/backends.py`` measures the whole path.
+layers cost more than the rest of the service's work on that call. Measured on this project's
+2-core benchmark machine: a bare proxy in front of a real LNbits added 0.75 ms to LNbits' p50
+with a raw exchange and 1.65 ms with aiohttp's client (httpx's own stack, ~1.4 ms of CPU per
+call, more still); and a call through ``HttpBackendClient`` to a local server costs ~220 µs
+of CPU here against ~360 µs when requests and answers were ``httpx`` objects (building
+them was most of the difference). ``bench/backends.py`` measures the whole path.
 
 - Framing, chunked bodies and keep-alive rules come from ``httptools`` (Node's llhttp, which
   uvicorn already uses to read the service's own requests), not from code here.
@@ -22,16 +24,17 @@ still, ~1.4 ms of CPU per call); ``bench/backends.py`` measures the whole path.
 - A connection is closed, not pooled, after any failure, a cancellation or an answer it cannot
   be sure it has read to the end.
 - Answers are read whole up to ``MAX_ANSWER`` bytes; a larger one is a protocol error rather
-  than unbounded memory. Compressed answers are decoded by httpx's ``Response``.
-- Header values holding CR, LF or NUL are refused before anything is sent.
+  than unbounded memory.
+- Header names or values holding CR, LF or NUL (or a name holding a colon) are refused before
+  anything is sent.
 
 Failures are httpx's exception classes, so ``HttpBackendClient``'s one mapping to the
 service's error tree applies; the cause is kept as ``__cause__`` (a TLS failure is told apart
 by the ``ssl.SSLError`` in that chain):
 
-    connecting took longer than ``connect``, or no connection slot within ``pool``
+    connecting, or waiting for a connection slot, took longer than the call's timeout
                                                          -> httpx.ConnectTimeout
-    no complete answer within ``read``                   -> httpx.ReadTimeout
+    no complete answer within the call's timeout         -> httpx.ReadTimeout
     refused, unreachable, DNS, TLS handshake             -> httpx.ConnectError
     not HTTP, cut short, closed before answering, too large
                                                          -> httpx.RemoteProtocolError
@@ -43,8 +46,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Sequence
 from contextlib import suppress
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import NoReturn, cast
 
 import httptools
 import httpx
@@ -55,7 +60,7 @@ MAX_ANSWER = 1024 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Written by the transport itself from the URL and the body; the request's values are dropped.
 _WIRE_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
-_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _UNSAFE = (b"\r", b"\n", b"\0")
 
 Key = tuple[str, str, int]
@@ -172,6 +177,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.status < 200:  # 1xx: informational, the answer follows
             self._reset()
+            self._heard = True  # the node did answer: a close now is no idle-connection race
             return
         self._complete = True
         self.reusable = self._parser.should_keep_alive()
@@ -216,8 +222,36 @@ class _Connection(asyncio.Protocol):
         return httpx.RemoteProtocolError(f"answer larger than {self._max_answer} bytes")
 
 
-class Http11Transport(httpx.AsyncBaseTransport):
-    """``httpx.AsyncBaseTransport`` over pooled, kept-alive HTTP/1.1 connections."""
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request as it goes on the wire (``Host`` and ``Content-Length`` are the wire's)."""
+
+    method: str
+    url: httpx.URL
+    headers: Sequence[tuple[bytes, bytes]]
+    body: bytes
+    timeout: float | None
+    """Bounds connecting, waiting for a connection slot, and waiting for the answer, each."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A node's answer, read whole."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower case), or None."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+class Http11Transport:
+    """Pooled, kept-alive HTTP/1.1 connections: ``exchange`` one ``Call`` for its ``Answer``."""
 
     def __init__(
         self,
@@ -234,55 +268,48 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+    async def exchange(self, request: Call) -> Answer:
         url = request.url
         if url.scheme not in _DEFAULT_PORTS:
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
         key: Key = (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme])
-        body = await request.aread()
-        wire = _head(request, body) + body
+        wire = _head(request) + request.body
         slots = self._bind()
-        if slots.locked():  # every slot taken: wait, within the pool timeout
+        if slots.locked():  # every slot taken: wait, within the timeout
             try:
-                async with asyncio.timeout(timeouts.get("pool")):
+                async with asyncio.timeout(request.timeout):
                     await slots.acquire()
             except TimeoutError as exc:
-                raise httpx.ConnectTimeout("no free connection slot", request=request) from exc
+                raise httpx.ConnectTimeout("no free connection slot") from exc
         else:
             await slots.acquire()  # returns at once
         try:
-            status, headers, content = await self._send(key, wire, timeouts, request)
+            return await self._send(key, wire, request.timeout)
         finally:
             slots.release()
-        return httpx.Response(
-            status,
-            headers=headers,
-            content=content,
-            request=request,
-            extensions={"http_version": b"HTTP/1.1"},
-        )
 
     async def _send(
-        self, key: Key, wire: bytes, timeouts: dict[str, Any], request: httpx.Request
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        self,
+        key: Key,
+        wire: bytes,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> Answer:
         for attempt in range(2):
             connection = self._take_idle(key)
             reused = connection is not None
             if connection is None:
-                connection = await self._connect(key, timeouts.get("connect"), request)
+                connection = await self._connect(key, timeout)
             try:
-                async with asyncio.timeout(timeouts.get("read")):
+                async with asyncio.timeout(timeout):
                     content = await connection.exchange(wire)
             except _Failed as failed:
                 connection.close()
                 if failed.unanswered and reused and attempt == 0:
                     continue  # the node had closed this idle connection: once more, on a new one
-                failed.error.request = request
                 raise failed.error from failed.cause
             except TimeoutError as exc:
                 connection.close()
-                raise httpx.ReadTimeout("no answer in time", request=request) from exc
+                raise httpx.ReadTimeout("no answer in time") from exc
             except BaseException:
                 connection.close()  # cancelled mid-exchange: the answer may still come
                 raise
@@ -290,7 +317,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 self._idle.setdefault(key, []).append(connection)
             else:
                 connection.close()
-            return connection.status, connection.headers, content
+            return Answer(connection.status, connection.headers, content)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _take_idle(self, key: Key) -> _Connection | None:
@@ -301,12 +328,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 return connection
         return None
 
-    async def _connect(
-        self,
-        key: Key,
-        timeout: float | None,  # noqa: ASYNC109
-        request: httpx.Request,
-    ) -> _Connection:
+    async def _connect(self, key: Key, timeout: float | None) -> _Connection:  # noqa: ASYNC109
         scheme, host, port = key
         context = self._context() if scheme == "https" else None
         loop = asyncio.get_running_loop()
@@ -320,9 +342,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
                     server_hostname=host if context is not None else None,
                 )
         except TimeoutError as exc:
-            raise httpx.ConnectTimeout("connecting took too long", request=request) from exc
+            raise httpx.ConnectTimeout("connecting took too long") from exc
         except OSError as exc:  # refused, unreachable, DNS, and ssl.SSLError (an OSError)
-            raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         return protocol
 
     def _context(self) -> ssl.SSLContext:
@@ -354,19 +376,31 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._drop_idle()
 
 
-def _head(request: httpx.Request, body: bytes) -> bytes:
+def _head(request: Call) -> bytes:
     """The request line and headers, as they go on the wire."""
-    method = request.method.encode("ascii")
-    lines = [method + b" " + request.url.raw_path + b" HTTP/1.1", b"Host: " + request.url.netloc]
-    for name, value in request.headers.raw:
-        if name.lower() in _WIRE_HEADERS:
-            continue
+    url = request.url
+    lines = [
+        request.method.encode("ascii") + b" " + url.raw_path + b" HTTP/1.1",
+        b"Host: " + url.netloc,
+    ]
+    for name, value in request.headers:
+        if b":" in name:
+            _refuse(request)
+        if name.lower() not in _WIRE_HEADERS:
+            lines.append(name + b": " + value)
+    if request.body or request.method in _BODY_METHODS:
+        lines.append(b"Content-Length: " + str(len(request.body)).encode("ascii"))
+    head = b"\r\n".join(lines)
+    # One CR LF between lines and none inside one; no NUL; no header name with a colon. The
+    # count is the cheap check; which header broke it is looked for only then.
+    if head.count(b"\n") != len(lines) - 1 or head.count(b"\r") != len(lines) - 1 or b"\0" in head:
+        _refuse(request)
+    return head + b"\r\n\r\n"
+
+
+def _refuse(request: Call) -> NoReturn:
+    for name, value in request.headers:
         if any(bad in name or bad in value for bad in _UNSAFE) or b":" in name:
-            # Never echo the value: it may be a credential.
+            # Never the value: it may be a credential.
             raise httpx.LocalProtocolError(f"header {name[:40]!r} holds a forbidden character")
-        lines.append(name + b": " + value)
-    if body or method in _BODY_METHODS:
-        lines.append(b"Content-Length: " + str(len(body)).encode("ascii"))
-    lines.append(b"")
-    lines.append(b"")
-    return b"\r\n".join(lines)
+    raise httpx.LocalProtocolError("the request line holds a forbidden character")

@@ -15,13 +15,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
 
 from receiver.amounts import Msat
-from receiver.errors import BackendProtocolError, BackendTimeout, BackendUnavailable
+from receiver.errors import (
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigError,
+)
 from receiver.lightning._http import HttpBackendClient
-from receiver.lightning._transport import MAX_ANSWER
+from receiver.lightning._transport import MAX_ANSWER, Call, Http11Transport
 from receiver.lightning.base import BackendContext
 from receiver.lightning.lnd import LndBackend, LndConfig
 from tests.lightning.lnd_double import MACAROON, LndDouble
@@ -226,8 +232,6 @@ async def test_lnd_over_tls_without_its_cert_file_is_refused_clearly(
 
 
 def test_the_transport_verifies_certificates_by_default() -> None:
-    from receiver.lightning._transport import Http11Transport
-
     default = Http11Transport()._context()  # the system's trust store, host names checked
     assert default.verify_mode == ssl.CERT_REQUIRED and default.check_hostname
     context = ssl.create_default_context()
@@ -348,23 +352,39 @@ async def test_an_informational_answer_is_skipped() -> None:
         assert await call(url) == {"ok": 1}
 
 
-async def test_a_header_that_would_split_the_request_is_never_sent() -> None:
+def test_a_credential_no_header_could_carry_is_a_setting_error() -> None:
+    secret = "key\r\nX-Injected: 1"
+    with pytest.raises(ConfigError) as caught:
+        HttpBackendClient("node", "http://127.0.0.1:1", headers={"X-Api-Key": secret})
+    assert "X-Api-Key" in str(caught.value)
+    assert "key\r" not in str(caught.value) and "Injected" not in str(caught.value)
+    with pytest.raises(ConfigError):
+        HttpBackendClient("node", "http://127.0.0.1:1", headers={"X-Api-Key": "clé"})
+
+
+@pytest.mark.parametrize(
+    "header",
+    [(b"X-Api-Key", b"key\r\nX-Injected: 1"), (b"X-Api-Key", b"k\0"), (b"X-A: b", b"secret-value")],
+    ids=["crlf-in-value", "nul-in-value", "colon-in-name"],
+)
+async def test_a_header_that_would_split_the_request_is_never_sent(
+    header: tuple[bytes, bytes],
+) -> None:
     requests: list[bytes] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         requests.append(await read_request(reader))
 
-    secret = "key\r\nX-Injected: 1"
     async with raw_server(handler) as url:
-        client = HttpBackendClient("node", url, headers={"X-Api-Key": secret}, secrets=[secret])
+        transport = Http11Transport()
+        call = Call("GET", httpx.URL(url + "/v1/x"), [header], b"", 2.0)
         try:
-            with pytest.raises(BackendUnavailable) as caught:
-                await client.request("GET", "/v1/x", timeout=2)
+            with pytest.raises(httpx.LocalProtocolError) as caught:
+                await transport.exchange(call)
         finally:
-            await client.aclose()
+            await transport.aclose()
     assert requests == []
-    assert "key" not in str(caught.value).replace("X-Api-Key", "")
-    assert "Injected" not in str(caught.value)
+    assert header[1].decode() not in str(caught.value)
 
 
 async def test_calls_beyond_the_connection_limit_wait_for_a_free_one() -> None:
