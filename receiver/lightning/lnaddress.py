@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from pydantic import ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from receiver.amounts import Msat
+from receiver.db.sqlite_conn import SqliteThread
 from receiver.errors import BackendProtocolError, BackendRejected, InvalidInvoice
 from receiver.lightning._http import HttpBackend, HttpBackendClient, HttpBackendConfig, time_left
 from receiver.lightning.base import (
@@ -115,7 +115,7 @@ class _VerifyUrls:
     ``unknown`` (the ``refund.completed`` check and reuse both ask for it). One file per data
     directory: replicas that share a PostgreSQL database but not a data directory each know the
     invoices they minted. Rows are dropped ``KEEP_AFTER_EXPIRY`` seconds after their invoice
-    expired. SQLite calls run in a worker thread, one at a time.
+    expired. The connection lives on its own ``SqliteThread``, like the service's other writers.
     """
 
     FILE = "lnaddress-verify.sqlite3"
@@ -124,13 +124,13 @@ class _VerifyUrls:
         self.path = data_dir / self.FILE
         self._memory: OrderedDict[str, _Tracked] = OrderedDict()
         self._db: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        self._thread = SqliteThread("lnaddress-verify")
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(self.path, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # a lost row only means status "unknown"
             db.executescript(_SCHEMA)
@@ -138,27 +138,25 @@ class _VerifyUrls:
         return self._db
 
     def _write(self, payment_hash: str, tracked: _Tracked) -> None:
-        with self._lock:
-            db = self._conn()
-            db.execute(
-                "INSERT OR REPLACE INTO verify_urls VALUES (?, ?, ?, ?)",
-                (payment_hash, tracked.verify_url, int(tracked.amount_msat), tracked.expires_at),
-            )
-            db.execute(
-                "DELETE FROM verify_urls WHERE expires_at < ?", (time.time() - KEEP_AFTER_EXPIRY,)
-            )
+        db = self._conn()
+        db.execute(
+            "INSERT OR REPLACE INTO verify_urls VALUES (?, ?, ?, ?)",
+            (payment_hash, tracked.verify_url, int(tracked.amount_msat), tracked.expires_at),
+        )
+        db.execute(
+            "DELETE FROM verify_urls WHERE expires_at < ?", (time.time() - KEEP_AFTER_EXPIRY,)
+        )
 
     def _read(self, payment_hash: str) -> _Tracked | None:
-        with self._lock:
-            row = (
-                self._conn()
-                .execute(
-                    "SELECT verify_url, amount_msat, expires_at FROM verify_urls"
-                    " WHERE payment_hash = ?",
-                    (payment_hash,),
-                )
-                .fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT verify_url, amount_msat, expires_at FROM verify_urls"
+                " WHERE payment_hash = ?",
+                (payment_hash,),
             )
+            .fetchone()
+        )
         return None if row is None else _Tracked(str(row[0]), Msat(int(row[1])), float(row[2]))
 
     def _remember(self, payment_hash: str, tracked: _Tracked) -> None:
@@ -169,21 +167,24 @@ class _VerifyUrls:
 
     async def add(self, payment_hash: str, tracked: _Tracked) -> None:
         self._remember(payment_hash, tracked)
-        await asyncio.to_thread(self._write, payment_hash, tracked)
+        await self._thread.run(lambda: self._write(payment_hash, tracked))
 
     async def get(self, payment_hash: str) -> _Tracked | None:
         tracked = self._memory.get(payment_hash)
         if tracked is None:
-            tracked = await asyncio.to_thread(self._read, payment_hash)
+            tracked = await self._thread.run(lambda: self._read(payment_hash))
             if tracked is not None:
                 self._remember(payment_hash, tracked)
         return tracked
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        """Close the connection on its thread, after the calls in hand, and stop the thread."""
+        self._thread.close(self._close_db)
+
+    def _close_db(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 class LnAddressBackend(HttpBackend):
@@ -321,7 +322,7 @@ class LnAddressBackend(HttpBackend):
 
     async def aclose(self) -> None:
         await super().aclose()
-        await asyncio.to_thread(self._verify_urls.close)
+        await asyncio.to_thread(self._verify_urls.close)  # joins the thread: not on the loop
 
 
 _MODELS: dict[str, Any] = {
