@@ -210,7 +210,7 @@ class BackendChain:
                         description_hash=description_hash.hex() if description_hash else None,
                         min_validity=self.min_validity,
                     )
-                    # Inline: ~0.3 ms of CPU, and a thread hop would cost as much (the GIL
+                    # Inline: 0.1-0.4 ms of CPU, and a thread hop would cost as much (the GIL
                     # gives pure-Python work no parallelism anyway).
                     return verify_invoice(minted.bolt11, expect, time.time())
         except TimeoutError as exc:
