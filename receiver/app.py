@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,7 +28,7 @@ from receiver.inbox.runtime import open_webhooks
 from receiver.kotani.refund_config import handle_refund_configs
 from receiver.kotani.wiring import open_kotani
 from receiver.lightning.base import LightningBackend
-from receiver.logs import AccessLog, get_logger, mask_path
+from receiver.logs import AccessLog, get_logger, mask_path, redact_secrets
 from receiver.services import open_services
 from receiver.settings import Settings
 
@@ -85,6 +85,10 @@ class ErrorShield:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The client went away mid-request: nothing to answer, nothing went wrong here.
+            # INFO without a traceback, so disconnecting clients cannot flood the error log.
+            log.info("http.client_disconnected", path=mask_path(str(scope.get("path", ""))))
         except Exception as exc:
             log.error(
                 "http.unexpected_error",
@@ -109,6 +113,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings, backends=backends) as services:
+            redact_secrets([*settings.secret_values(), *services.tokens.plain()])
             app.state.services = services
             app.state.kotani = await open_kotani(services)
             # Webhook inbox, worker and forwarder; closed before the database (LIFO).

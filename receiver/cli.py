@@ -22,7 +22,7 @@ from typing import Any
 
 from receiver import __version__
 from receiver.errors import ConfigError, ReceiverError
-from receiver.logs import configure
+from receiver.logs import configure, redact_secrets
 from receiver.settings import Settings, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -328,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         # Logs go to stderr; one-shot commands keep stdout for their answer and log only problems.
         level = settings.log_level if args.command == "serve" else "warning"
         configure(level, settings.log_format)
+        redact_secrets(settings.secret_values())
         func: Command = args.func
         return func(args, settings)
     except ConfigError as exc:

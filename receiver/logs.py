@@ -1,7 +1,13 @@
-"""Logging: structlog lines with stable event names, and the masking that keeps secrets out.
+"""Logging: structlog lines with stable event names, and the redaction that keeps secrets out.
 
-URL paths that carry a secret (``/invoices/<token>``, ``/webhooks/kotani/<token>``) are logged
-as ``/invoices/***``: uvicorn's own access log is off and ``AccessLog`` writes the masked one.
+Two guards, both applied to every line:
+- the secret segment of a token-bearing path (``/invoices/<t>``, ``/webhooks/kotani/<t>``, in
+  any letter case and with any run of slashes) is written ``***``, so a wrong or unknown token
+  is not logged either;
+- every configured secret (invoice tokens, webhook secrets, API keys, ...; registered with
+  ``redact_secrets`` when the service starts) is replaced by ``***`` wherever it appears in any
+  string of any line: a path, a query string, an error message.
+uvicorn's own access log is off; ``AccessLog`` writes one line per request.
 """
 
 from __future__ import annotations
@@ -10,17 +16,66 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
+from urllib.parse import unquote
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_SECRET_PATH = re.compile(r"^(/invoices/|/webhooks/kotani/)[^/]+")
+_SECRET_PATH = re.compile(r"^(/+(?:invoices|webhooks/+kotani)/+)[^/?]+", re.IGNORECASE)
+_MIN_SECRET = 6
+"""Shorter values are not treated as secrets to mask (they would mask ordinary words)."""
+
+MASK = "***"
 
 
 def mask_path(path: str) -> str:
     """Replace the secret segment of a token-bearing path with ``***``."""
-    return _SECRET_PATH.sub(r"\1***", path)
+    return _SECRET_PATH.sub(rf"\1{MASK}", path)
+
+
+class Redactor:
+    """Replaces each of a set of secret strings, wherever it appears, with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        values = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(MASK, text) if self._pattern is not None else text
+
+    def value(self, value: Any) -> Any:
+        """``value`` with every string inside it (dicts, lists, tuples) redacted."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, Mapping):
+            return {k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.value(v) for v in value)
+        return value
+
+
+_registered: set[str] = set()
+_redactor = Redactor()
+
+
+def redact_secrets(secrets: Iterable[str]) -> None:
+    """Mask these values (added to those already registered) in every log line from now on."""
+    global _redactor
+    _registered.update(secrets)
+    _redactor = Redactor(_registered)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret masked (for messages that leave the process)."""
+    return _redactor(text)
+
+
+def _redact_processor(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> Mapping[str, Any]:
+    return {key: _redactor.value(value) for key, value in event_dict.items()}
 
 
 def configure(level: str = "info", fmt: str = "console") -> None:
@@ -37,6 +92,8 @@ def configure(level: str = "info", fmt: str = "console") -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact_processor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -54,7 +111,7 @@ def get_logger(name: str) -> Any:
 
 
 class AccessLog:
-    """Pure ASGI middleware: one ``http.request`` line per request, with the path masked."""
+    """Pure ASGI middleware: one ``http.request`` line per request, secrets masked."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -76,10 +133,13 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            # Decoded first: a secret spelled with %-escapes is still the secret.
+            query = unquote(bytes(scope.get("query_string", b"")).decode("latin-1"))
             self.log.info(
                 "http.request",
                 method=scope.get("method"),
-                path=mask_path(str(scope.get("path", ""))),
+                path=redact(mask_path(str(scope.get("path", "")))),
+                query=redact(query) if query else None,
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )

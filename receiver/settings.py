@@ -187,6 +187,15 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    def secret_values(self) -> list[str]:
+        """The plain text of every secret setting, for the log redactor."""
+        found: list[str] = []
+        for _name, value in self:
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, SecretStr):
+                    found.append(item.get_secret_value())
+        return found
+
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment and ``.env``; any invalid value is one ConfigError."""

@@ -44,6 +44,10 @@ class TokenSet:
     def __len__(self) -> int:
         return len(self._tokens)
 
+    def plain(self) -> list[str]:
+        """The tokens' text, for the log redactor only."""
+        return [t.decode() for t in self._tokens]
+
     def matches(self, candidate: str) -> bool:
         """True when ``candidate`` equals a configured token; every token is compared."""
         given = candidate.encode("utf-8", "surrogateescape")

@@ -9,9 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 
 from receiver.settings import Settings
+
+# No per-example deadline: a busy machine must not fail a property test (speed lives in bench/).
+hypothesis.settings.register_profile("receiver", deadline=None)
+hypothesis.settings.load_profile("receiver")
 
 TOKEN = "test-token-0123456789abcdef"
 
