@@ -29,6 +29,7 @@ from receiver.kotani.refund_config import handle_refund_configs
 from receiver.kotani.wiring import open_kotani
 from receiver.lightning.base import LightningBackend
 from receiver.logs import AccessLog, get_logger, mask_path, redact_secrets
+from receiver.ratelimit import RateLimit
 from receiver.services import open_services
 from receiver.settings import Settings
 
@@ -134,9 +135,24 @@ def create_app(
         Route("/refund-configs", handle_refund_configs, methods=["POST"]),
         *webhook_routes(),
     ]
-    return Starlette(
+
+    def valid_token(token: str) -> bool:
+        services = getattr(app.state, "services", None)
+        return services is not None and services.tokens.matches(token)
+
+    app = Starlette(
         routes=routes,
-        middleware=[Middleware(AccessLog), Middleware(ErrorShield)],
+        middleware=[
+            Middleware(AccessLog),
+            Middleware(
+                RateLimit,
+                failures=settings.rate_limit_failures,
+                per_token=settings.rate_limit_token,
+                valid_token=valid_token,
+            ),
+            Middleware(ErrorShield),
+        ],
         exception_handlers={ReceiverError: _receiver_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
+    return app

@@ -10,6 +10,7 @@ written for the caller and never carry secrets (tokens, keys, macaroons, runes, 
     │   ├── InvalidJSON                  400 request.invalid_json
     │   ├── UnsupportedMediaType         415 request.unsupported_media_type
     │   ├── PayloadTooLarge              413 request.too_large
+    │   ├── RequestTimeout               408 request.timeout (body not received in time)
     │   └── ValidationFailed             422 request.validation
     ├── Unauthorized                     401 auth.unauthorized
     ├── NotFound                         404 not_found
@@ -81,6 +82,13 @@ class PayloadTooLarge(RequestError):
 
     code = "request.too_large"
     status = 413
+
+
+class RequestTimeout(RequestError):
+    """The request body did not arrive in time (a slow or stalled client)."""
+
+    code = "request.timeout"
+    status = 408
 
 
 class ValidationFailed(RequestError):

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(3, ge=1)
     breaker_cooldown: float = Field(30.0, gt=0)
 
+    # --- rate limits (receiver/ratelimit.py) --------------------------------------------------
+    rate_limit_failures: str = "60/minute"
+    """Refusals a client IP may cause in the window before it is answered 429 at once."""
+    rate_limit_token: str = "600/minute"  # noqa: S105 (a rate, not a secret)
+    """generate_invoice_url calls per configured token."""
+
     # --- Kotani webhooks -----------------------------------------------------------------------
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     allow_unsigned: bool = False
@@ -144,6 +150,17 @@ class Settings(BaseSettings):
         value = KOTANI_HOSTS.get(value.strip().lower(), value.strip()).rstrip("/")
         if not value.startswith(("https://", "http://")):
             raise ValueError("use sandbox, production or an http(s) URL")
+        return value
+
+    @field_validator("rate_limit_failures", "rate_limit_token")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from receiver.ratelimit import parse_limit
+
+        try:
+            parse_limit(value)
+        except ValueError as exc:
+            raise ValueError("use a rate such as 30/minute or 10/second") from exc
         return value
 
     @field_validator("invoice_description")

@@ -75,6 +75,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "data_dir": tmp_path / "data",
             "invoice_tokens": TOKEN,
             "deadline": 5.0,
+            # Tests send many refused requests from one address; tests/test_ratelimit.py
+            # sets its own limits.
+            "rate_limit_failures": "100000/minute",
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

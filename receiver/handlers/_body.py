@@ -5,12 +5,16 @@ Every malformed body becomes a ``RequestError`` (400/413/415), never an exceptio
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from starlette.requests import Request
 
-from receiver.errors import InvalidJSON, PayloadTooLarge, UnsupportedMediaType
+from receiver.errors import InvalidJSON, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+
+BODY_TIMEOUT = 10.0
+"""Seconds a request body may take to arrive, first byte to last."""
 
 
 def _is_json_type(content_type: str) -> bool:
@@ -19,17 +23,24 @@ def _is_json_type(content_type: str) -> bool:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) anything over ``limit`` bytes before reading it all."""
+    """The raw body, refusing anything over ``limit`` bytes (413) before reading it all, and a
+    body that takes longer than ``BODY_TIMEOUT`` seconds to arrive (408: a stalled client must
+    not hold a connection slot)."""
+    timeout = BODY_TIMEOUT
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
     return b"".join(chunks)
 
 

@@ -11,7 +11,7 @@ object (or an undocumented crypto-bridge callback): it is stored whole. A signat
 and a secret is configured, must still verify.
 
 Either way the raw body, the headers and how it was authenticated are committed before the
-answer (``Inbox.accept``); a duplicate answers 200 with the first copy's id. Body > 256 KiB ->
+answer (``Inbox.accept``); a duplicate answers 200 with the first copy's id. Body > 64 KiB ->
 413, not JSON -> 400. The event is handled later by the worker, whatever its type.
 """
 
@@ -33,7 +33,8 @@ from receiver.webhooks.delivery import classify, envelope_delivery, has_signatur
 from receiver.webhooks.errors import WebhookMalformed, WebhookUnauthorized
 from receiver.webhooks.signature import SIGNATURE_HEADER, verify
 
-BODY_LIMIT = 256 * 1024
+BODY_LIMIT = 64 * 1024
+"""Kotani's deliveries are a few KiB; a bigger body is refused before any parse or HMAC."""
 
 
 def authenticate(
