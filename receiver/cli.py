@@ -57,8 +57,15 @@ def base_url(settings: Settings) -> str:
 
 
 async def _preflight(settings: Settings) -> int:
+    from receiver import production
     from receiver.lightning.registry import load_backends
     from receiver.services import backend_context
+
+    unsafe = production.problems(settings)
+    if unsafe:
+        for line in unsafe:
+            print(f"production: {line}", file=sys.stderr)
+        return 2
 
     for backend in load_backends(settings.backends, backend_context(settings)):
         await backend.aclose()
@@ -76,7 +83,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update=overrides)
     # Pre-flight outside the server: a bad backend setting or an unreachable database is one
     # clear line here, not a traceback from the server's lifespan.
-    run(_preflight(settings))
+    status = run(_preflight(settings))
+    if status:
+        return status
     _, created = resolve_tokens(settings, create=True)
     if created is not None:
         # Printed once, on the start that created it; afterwards `urls --show-secrets`.

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     )
 
     # --- serving -------------------------------------------------------------------------------
+    env: str = Field("development", pattern="^(development|production)$")
+    """``production`` refuses unsafe settings at start (receiver/production.py)."""
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     public_url: AnyHttpUrl | None = None
