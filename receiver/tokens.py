@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from receiver.files import private_dir
 from receiver.settings import Settings
 
 TOKEN_FILE = "invoice-token"  # noqa: S105 (a file name, not a secret)
@@ -79,7 +80,7 @@ def resolve_tokens(settings: Settings, *, create: bool) -> tuple[list[SecretStr]
     if not create:
         return [], None
     token = new_token()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process won the race: use its token
