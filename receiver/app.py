@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from receiver.errors import ReceiverError
 from receiver.handlers.health import healthz, readyz
@@ -28,7 +29,8 @@ from receiver.inbox.runtime import open_webhooks
 from receiver.kotani.refund_config import handle_refund_configs
 from receiver.kotani.wiring import open_kotani
 from receiver.lightning.base import LightningBackend
-from receiver.logs import AccessLog, get_logger, mask_path, redact_secrets
+from receiver.logs import AccessLog, RequestContext, get_logger, mask_path, redact_secrets
+from receiver.proxies import TrustedProxies
 from receiver.ratelimit import RateLimit
 from receiver.services import open_services
 from receiver.settings import Settings
@@ -140,9 +142,16 @@ def create_app(
         services = getattr(app.state, "services", None)
         return services is not None and services.tokens.matches(token)
 
+    proxies = TrustedProxies(settings.trusted_proxies)
+    forwarded = (
+        [Middleware(ProxyHeadersMiddleware, trusted_hosts=proxies.entries)] if proxies else []
+    )
     app = Starlette(
         routes=routes,
         middleware=[
+            # Outermost: sees the connection's own peer address, before any forwarded header.
+            Middleware(RequestContext, is_trusted=proxies),
+            *forwarded,
             Middleware(AccessLog),
             Middleware(
                 RateLimit,

@@ -100,6 +100,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         access_log=False,  # AccessLog writes a masked one: the path holds the token
+        log_config=None,  # uvicorn's lines go through the one stream of receiver.logs
+        proxy_headers=False,  # forwarded headers are believed only from RECEIVER_TRUSTED_PROXIES
         server_header=False,
         log_level=settings.log_level.lower(),
     )

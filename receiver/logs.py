@@ -16,8 +16,9 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
+import uuid
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import Any, TextIO
 from urllib.parse import unquote
 
 import structlog
@@ -78,8 +79,10 @@ def _redact_processor(
     return {key: _redactor.value(value) for key, value in event_dict.items()}
 
 
-def configure(level: str = "info", fmt: str = "console") -> None:
-    """Configure structlog (and the stdlib loggers uvicorn uses) once per process."""
+def configure(level: str = "info", fmt: str = "console", stream: TextIO | None = None) -> None:
+    """One log stream for the whole process: the service's structlog lines and every stdlib
+    logger (uvicorn's, Alembic's, SQLAlchemy's) rendered alike, console-readable or JSON
+    (``LOG_FORMAT=json``), each line with the request id bound while a request runs."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -88,21 +91,48 @@ def configure(level: str = "info", fmt: str = "console") -> None:
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    structlog.configure(
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, _foreign_component],
         processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             _redact_processor,
             renderer,
         ],
+    )
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    for name in _FOREIGN_LOGGERS:  # their own handlers would print a second format
+        foreign = logging.getLogger(name)
+        foreign.handlers.clear()
+        foreign.propagate = True
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(
-        level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
-    )
+
+
+_FOREIGN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic", "sqlalchemy")
+
+
+def _foreign_component(
+    logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> Mapping[str, Any]:
+    """Lines from stdlib loggers say where they came from, as the service's own do."""
+    record = event_dict.get("_record")
+    if record is not None and "component" not in event_dict:
+        event_dict["component"] = record.name
+    return event_dict
 
 
 def get_logger(name: str) -> Any:
@@ -135,11 +165,51 @@ class AccessLog:
         finally:
             # Decoded first: a secret spelled with %-escapes is still the secret.
             query = unquote(bytes(scope.get("query_string", b"")).decode("latin-1"))
+            extra = {"query": redact(query)} if query else {}
             self.log.info(
                 "http.request",
                 method=scope.get("method"),
                 path=redact(mask_path(str(scope.get("path", "")))),
-                query=redact(query) if query else None,
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
+                **extra,
             )
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class RequestContext:
+    """Pure ASGI middleware, outermost: binds ``request_id`` to every line logged while the
+    request runs and returns it as ``X-Request-ID``.
+
+    An incoming ``X-Request-ID`` is kept only from a trusted proxy (``is_trusted(peer_ip)``, the
+    connection's own address, before any forwarded header is believed) and only if it is a
+    short plain token; otherwise a new one is made, so a client cannot forge or inject one.
+    """
+
+    def __init__(self, app: ASGIApp, is_trusted: Callable[[str], bool]) -> None:
+        self.app = app
+        self.is_trusted = is_trusted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        client = scope.get("client")
+        if client and self.is_trusted(client[0]):
+            for name, value in scope.get("headers", ()):
+                if name == b"x-request-id":
+                    text = value.decode("latin-1")
+                    request_id = text if _REQUEST_ID.fullmatch(text) else None
+        request_id = request_id or uuid.uuid4().hex
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await self.app(scope, receive, send_wrapper)

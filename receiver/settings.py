@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     public_url: AnyHttpUrl | None = None
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses/networks of the reverse proxies whose X-Forwarded-For / X-Request-ID count."""
     log_level: str = "info"
     log_format: str = Field("console", pattern="^(console|json)$")
 
@@ -119,6 +121,23 @@ class Settings(BaseSettings):
     @classmethod
     def _backends_csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_valid(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or network: {entry!r}") from exc
+        return value
 
     @field_validator("invoice_tokens", "webhook_secrets", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 from collections.abc import Iterator
 
 import httpx
@@ -23,13 +24,13 @@ API_KEY = "api-key-0123456789-secret"
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
     """The service's own log configuration (JSON), written to a buffer."""
-    logs.configure("info", "json")
     buffer = io.StringIO()
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(buffer))
+    logs.configure("info", "json", stream=buffer)
     try:
         yield buffer
     finally:
         structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
 
 
 def lines(buffer: io.StringIO) -> list[dict[str, object]]:

@@ -82,3 +82,39 @@ def test_configured_token_never_reaches_the_logs(tmp_path: Path) -> None:
     output = stop(proc)
     assert token not in output
     assert "/invoices/***" in output
+
+
+def test_one_log_stream_in_json_with_request_ids(tmp_path: Path) -> None:
+    port = free_port()
+    proc = start(
+        tmp_path,
+        port,
+        RECEIVER_LOG_FORMAT="json",
+        RECEIVER_INVOICE_TOKENS="serve-token-0123456789abcdef",
+        RECEIVER_TRUSTED_PROXIES="127.0.0.1/32",
+    )
+    url = f"http://127.0.0.1:{port}"
+    mine = httpx.get(f"{url}/healthz", headers={"X-Request-ID": "proxy-id-42"}, timeout=5)
+    bad = httpx.get(f"{url}/healthz", headers={"X-Request-ID": "bad id\\n"}, timeout=5)
+    output = stop(proc)
+    import json
+
+    lines = [line for line in output.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line: uvicorn's, Alembic's, ours
+    components = {r.get("component") for r in records}
+    assert "uvicorn.error" in components and "http" in components
+    assert any(str(c).startswith("alembic") for c in components)
+    assert mine.headers["x-request-id"] == "proxy-id-42"  # from a trusted proxy
+    assert bad.headers["x-request-id"] != "bad id\\n" and len(bad.headers["x-request-id"]) == 32
+    access = [r for r in records if r.get("event") == "http.request"]
+    assert {r["request_id"] for r in access} >= {"proxy-id-42", bad.headers["x-request-id"]}
+
+
+def test_request_id_from_an_untrusted_peer_is_replaced(tmp_path: Path) -> None:
+    port = free_port()
+    proc = start(tmp_path, port, RECEIVER_INVOICE_TOKENS="serve-token-0123456789abcdef")
+    answer = httpx.get(
+        f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": "forged-1"}, timeout=5
+    )
+    stop(proc)
+    assert answer.headers["x-request-id"] != "forged-1"
