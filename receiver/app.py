@@ -25,11 +25,13 @@ from receiver.errors import ReceiverError
 from receiver.handlers.health import healthz, readyz
 from receiver.handlers.invoice_url import create_invoice
 from receiver.handlers.kotani_webhook import routes as webhook_routes
+from receiver.handlers.metrics import metrics
 from receiver.inbox.runtime import open_webhooks
 from receiver.kotani.refund_config import handle_refund_configs
 from receiver.kotani.wiring import open_kotani
 from receiver.lightning.base import LightningBackend
 from receiver.logs import AccessLog, RequestContext, get_logger, mask_path, redact_secrets
+from receiver.metrics import ResponseCounter
 from receiver.proxies import TrustedProxies
 from receiver.ratelimit import RateLimit
 from receiver.services import open_services
@@ -134,6 +136,7 @@ def create_app(
         Route("/invoices/{token}", create_invoice, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/refund-configs", handle_refund_configs, methods=["POST"]),
         *webhook_routes(),
     ]
@@ -141,6 +144,11 @@ def create_app(
     def valid_token(token: str) -> bool:
         services = getattr(app.state, "services", None)
         return services is not None and services.tokens.matches(token)
+
+    templates: dict[object, str] = {r.endpoint: r.path for r in routes if isinstance(r, Route)}
+
+    def route_of(scope: Scope) -> str:
+        return templates.get(scope.get("endpoint"), "other")  # never the path: tokens
 
     proxies = TrustedProxies(settings.trusted_proxies)
     forwarded = (
@@ -153,6 +161,7 @@ def create_app(
             Middleware(RequestContext, is_trusted=proxies),
             *forwarded,
             Middleware(AccessLog),
+            Middleware(ResponseCounter, route_of=route_of),
             Middleware(
                 RateLimit,
                 failures=settings.rate_limit_failures,

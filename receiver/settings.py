@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     public_url: AnyHttpUrl | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Addresses/networks of the reverse proxies whose X-Forwarded-For / X-Request-ID count."""
+    metrics_token: SecretStr | None = None
+    """When set, GET /metrics needs ``Authorization: Bearer <token>``."""
     log_level: str = "info"
     log_format: str = Field("console", pattern="^(console|json)$")
 

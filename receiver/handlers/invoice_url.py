@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from receiver.amounts import Msat
-from receiver.errors import NotFound, ValidationFailed
+from receiver.errors import NotFound, ReceiverError, ValidationFailed
 from receiver.handlers._body import read_json_object
+from receiver.metrics import INVOICE_REQUESTS
 from receiver.services import Services
 
 BODY_LIMIT = 16 * 1024
@@ -76,7 +77,12 @@ async def create_invoice(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     if not services.tokens.matches(str(request.path_params["token"])):
         raise NotFound("no invoice URL here")
-    _, payload = await read_json_object(request, BODY_LIMIT)
-    wanted = parse_invoice_request(payload, services.settings.max_amount_msat)
-    issued = await services.invoices.get_or_mint(wanted.reference_id, wanted.amount_msat)
+    try:
+        _, payload = await read_json_object(request, BODY_LIMIT)
+        wanted = parse_invoice_request(payload, services.settings.max_amount_msat)
+        issued = await services.invoices.get_or_mint(wanted.reference_id, wanted.amount_msat)
+    except ReceiverError as exc:
+        INVOICE_REQUESTS.labels("unavailable" if exc.status >= 500 else "refused").inc()
+        raise
+    INVOICE_REQUESTS.labels("reused" if issued.reused else "minted").inc()
     return JSONResponse(issued.contract_json())
