@@ -13,16 +13,19 @@ from receiver.settings import Settings
 from tests.conftest import TOKEN
 from tests.support.server import serve_app
 
+Found = dict[str, list[tuple[dict[str, str], float]]]
 
-def families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+
+def families(text: str) -> Found:
     return {
         f.name: [(dict(s.labels), s.value) for s in f.samples]
         for f in text_string_to_metric_families(text)
     }
 
 
-def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
-    return sum(v for lab, v in found.get(name, []) if all(lab.get(k) == w for k, w in labels.items()))
+def value(found: Found, name: str, **labels: str) -> float:
+    samples = found.get(name, [])
+    return sum(v for lab, v in samples if all(lab.get(k) == w for k, w in labels.items()))
 
 
 async def test_requests_are_counted_by_outcome_and_route(settings: Settings) -> None:
