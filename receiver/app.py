@@ -28,9 +28,9 @@ from receiver.inbox.runtime import open_webhooks
 from receiver.kotani.refund_config import handle_refund_configs
 from receiver.kotani.wiring import open_kotani
 from receiver.lightning.base import LightningBackend
-from receiver.logs import AccessLog, get_logger, mask_path
+from receiver.logs import AccessLog, configure, get_logger, mask_path
 from receiver.services import open_services
-from receiver.settings import Settings
+from receiver.settings import Settings, load_settings
 
 log = get_logger("app")
 
@@ -135,3 +135,11 @@ def create_app(
         exception_handlers={ReceiverError: _receiver_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
+
+
+def create_app_from_env() -> Starlette:
+    """The service for the ``RECEIVER_*`` environment: each ``serve --workers N`` process's app
+    (uvicorn imports it by name, ``factory=True``)."""
+    settings = load_settings()
+    configure(settings.log_level, settings.log_format)
+    return create_app(settings)
