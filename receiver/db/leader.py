@@ -9,10 +9,13 @@ job is wrapped in a ``Leadership``:
   The holder runs the job; the others retry every ``retry`` seconds. When the leader process
   dies, or its connection drops, PostgreSQL ends the session and frees the lock, and the next
   retry of another replica takes it. The leader pings its connection every ``check`` seconds
-  and stops its job when the ping fails, so after a silent network loss the old leader has
-  stopped (within ``check`` + ``timeout`` seconds) before the server gives the lock away (TCP
-  keepalives end the session after about ``_KEEPALIVE_SECONDS``). On shutdown it stops the job
-  and unlocks at once, so another replica takes over on its next retry.
+  and tells its job to stop when the ping fails, so after a silent network loss the old leader
+  is stopping (within ``check`` + ``timeout`` seconds; a tick in progress finishes) before the
+  server gives the lock away (TCP keepalives end the session after about 11 s: ``_KEEPALIVES``).
+  Leadership saves duplicate work; it is not what makes effects safe: a moment of two leaders
+  is harmless because the job's effects are reserved in the database (bridge regenerations).
+  On shutdown the leader stops the job and unlocks at once, so another replica takes over on
+  its next retry.
 * on SQLite there is one process (the database has one writer; ``serve --workers`` refuses
   it), so ``AlwaysLeader`` runs the job at once.
 
@@ -50,7 +53,6 @@ _KEEPALIVES = {
     "tcp_keepalives_interval": "2",
     "tcp_keepalives_count": "3",
 }
-_KEEPALIVE_SECONDS = 11
 
 
 def lock_key(name: str) -> int:
