@@ -175,15 +175,17 @@ async def run_setup(
         per_port = max(1, args.connections // replicas)
         warm = [b[: WARMUP // replicas] for b in batches]
         timed = [b[WARMUP // replicas :] for b in batches]
-        await asyncio.gather(*(drive(p, w, per_port) for p, w in zip(ports, warm, strict=True)))
+        warming = asyncio.gather(*(drive(p, w, per_port) for p, w in zip(ports, warm, strict=True)))
+        await asyncio.wait_for(warming, 30)  # a server that stops answering ends the run
         await sink.wait_for(sum(len(w) for w in warm), 30)
         sink.reset()
         events = sum(len(t) for t in timed)
 
         started = time.perf_counter()
-        results = await asyncio.gather(
+        sending = asyncio.gather(
             *(drive(p, t, per_port) for p, t in zip(ports, timed, strict=True))
         )
+        results = await asyncio.wait_for(sending, args.limit)
         ingest_s = time.perf_counter() - started
         ingested = sum(ok for _, ok in results)
         handled, handled_s = 0, 0.0
