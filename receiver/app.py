@@ -30,12 +30,19 @@ from receiver.inbox.runtime import open_webhooks
 from receiver.kotani.refund_config import handle_refund_configs
 from receiver.kotani.wiring import open_kotani
 from receiver.lightning.base import LightningBackend
-from receiver.logs import AccessLog, RequestContext, get_logger, mask_path, redact_secrets
+from receiver.logs import (
+    AccessLog,
+    RequestContext,
+    configure,
+    get_logger,
+    mask_path,
+    redact_secrets,
+)
 from receiver.metrics import ResponseCounter
 from receiver.proxies import TrustedProxies
 from receiver.ratelimit import RateLimit
 from receiver.services import open_services
-from receiver.settings import Settings
+from receiver.settings import Settings, load_settings
 
 log = get_logger("app")
 
@@ -174,3 +181,11 @@ def create_app(
         lifespan=lifespan,
     )
     return app
+
+
+def create_app_from_env() -> Starlette:
+    """The service for the ``RECEIVER_*`` environment: each ``serve --workers N`` process's app
+    (uvicorn imports it by name, ``factory=True``)."""
+    settings = load_settings()
+    configure(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -14,8 +14,10 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import secrets
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -81,6 +83,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
         settings = settings.model_copy(update=overrides)
+    if args.workers > 1 and settings.is_sqlite:
+        # SQLite has one writer; several processes on one file would only queue on its lock.
+        raise ConfigError(
+            "--workers needs PostgreSQL (RECEIVER_DATABASE_URL=postgresql+asyncpg://...); "
+            "on SQLite run one process"
+        )
     # Pre-flight outside the server: a bad backend setting or an unreachable database is one
     # clear line here, not a traceback from the server's lifespan.
     status = run(_preflight(settings))
@@ -95,16 +103,23 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
             flush=True,
         )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=False,  # AccessLog writes a masked one: the path holds the token
-        log_config=None,  # uvicorn's lines go through the one stream of receiver.logs
-        proxy_headers=False,  # forwarded headers are believed only from RECEIVER_TRUSTED_PROXIES
-        server_header=False,
-        log_level=settings.log_level.lower(),
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "access_log": False,  # AccessLog writes a masked one: the path holds the token
+        "log_config": None,  # uvicorn's lines go through the one stream of receiver.logs
+        "proxy_headers": False,  # forwarded headers count only from RECEIVER_TRUSTED_PROXIES
+        "server_header": False,
+        "log_level": settings.log_level.lower(),
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    # Worker processes read their settings from the environment, as this one did, and count
+    # their metrics in one shared directory (prometheus-client's multiprocess mode).
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="receiver-metrics-"))
+    os.environ.update({f"RECEIVER_{k.upper()}": str(v) for k, v in overrides.items()})
+    uvicorn.run("receiver.app:create_app_from_env", factory=True, workers=args.workers, **options)
     return 0
 
 
@@ -220,9 +235,9 @@ async def _db_upgrade(settings: Settings, *, quiet: bool = False) -> int:
 
     from receiver.db import Database
 
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, **settings.pool_options)
     try:
-        await db.upgrade()
+        migrated = await db.upgrade()
     except (SQLAlchemyError, OSError) as exc:
         # The driver's message names the host or file, never the password (URL not echoed).
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
@@ -230,7 +245,7 @@ async def _db_upgrade(settings: Settings, *, quiet: bool = False) -> int:
     finally:
         await db.dispose()
     if not quiet:
-        print("database is up to date")
+        print("database migrated" if migrated else "database is up to date")
     return 0
 
 
@@ -278,6 +293,12 @@ def _amount(text: str) -> int:
     return int(text)
 
 
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError("a number of processes from 1 to 64")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kotani-receiver",
@@ -289,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP service (applies migrations first)")
     p.add_argument("--host", help="listen address (RECEIVER_HOST)")
     p.add_argument("--port", type=int, help="listen port (RECEIVER_PORT)")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes on one port (PostgreSQL only; default 1)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("invoice", help="mint an invoice through the configured backends")

@@ -46,7 +46,7 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Open the database, the backends and the invoice service; close them on exit."""
     async with AsyncExitStack() as stack:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, **settings.pool_options)
         stack.push_async_callback(db.dispose)
         if migrate:
             await db.upgrade()

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str = ""
     """Empty means ``sqlite+aiosqlite:///<data_dir>/receiver.sqlite3``."""
+    db_pool_size: int = Field(5, ge=1, le=200)
+    """PostgreSQL connections kept open per process (each ``serve`` worker has its own pool)."""
+    db_max_overflow: int = Field(10, ge=0, le=200)
+    """Extra PostgreSQL connections opened under load beyond ``db_pool_size``, closed after."""
+    db_pool_timeout: float = Field(30.0, gt=0, le=600)
+    """Seconds a request waits for a free connection before it fails (a 503, retried)."""
 
     # --- invoices (generate_invoice_url) -------------------------------------------------------
     network: Network = Network.REGTEST
@@ -235,6 +241,15 @@ class Settings(BaseSettings):
                 if isinstance(item, SecretStr):
                     found.append(item.get_secret_value())
         return found
+
+    @property
+    def pool_options(self) -> dict[str, Any]:
+        """``Database(settings.database_url, **settings.pool_options)``."""
+        return {
+            "pool_size": self.db_pool_size,
+            "max_overflow": self.db_max_overflow,
+            "pool_timeout": self.db_pool_timeout,
+        }
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -12,6 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
@@ -29,7 +30,15 @@ _MIGRATION_LOCK = 0x6B6F74616E69
 class Database:
     """One engine and session factory for the process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        pool_timeout: float = 30.0,
+    ) -> None:
+        """``pool_*``: the PostgreSQL connection pool per process (SQLite always has one)."""
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
@@ -44,6 +53,10 @@ class Database:
             options["pool_size"] = 1
             options["max_overflow"] = 0
             options["pool_timeout"] = 30
+        else:
+            options.update(
+                pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
+            )
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -62,22 +75,29 @@ class Database:
             return False
         return True
 
-    async def upgrade(self) -> None:
-        """Apply every Alembic migration not yet applied (all branches: ``heads``)."""
+    async def upgrade(self) -> bool:
+        """Apply every Alembic migration not yet applied (all branches: ``heads``).
+
+        Replicas may call it at once: on PostgreSQL the first takes a transaction-scoped
+        advisory lock and migrates in that transaction (DDL is transactional), the others wait
+        for the lock and then find nothing to do. True when this call applied a migration.
+        """
         async with self.engine.begin() as conn:
             if not self.is_sqlite:
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
-            await conn.run_sync(_upgrade)
+            return await conn.run_sync(_upgrade)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection) -> bool:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
+    before = MigrationContext.configure(connection).get_current_heads()
     command.upgrade(config, "heads")
+    return MigrationContext.configure(connection).get_current_heads() != before
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -2,16 +2,18 @@
 
 ``open_kotani(services)`` is called from the app's lifespan once the shared services are open. It
 builds one ``KotaniClient`` and one ``BridgeService`` and, when ``RECEIVER_BRIDGE_KEEPER=true``,
-starts the ``BridgeKeeper`` task (every ``RECEIVER_BRIDGE_POLL_INTERVAL`` seconds). All of it is
-closed through ``services.stack``, the keeper first.
+runs the ``BridgeKeeper`` (every ``RECEIVER_BRIDGE_POLL_INTERVAL`` seconds) under leadership
+(``receiver.db.leader``): on PostgreSQL one replica polls Kotani at a time, and another takes
+over within seconds when it stops or dies. All of it is closed through ``services.stack``, the
+keeper first (its lock is released at once, so another replica takes over on its next retry).
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from receiver.db.leader import Leadership, leadership
 from receiver.kotani.bridge import BridgeKeeper, BridgeService, Publish
 from receiver.kotani.client import KotaniClient
 from receiver.kotani.store import BridgeStore
@@ -31,7 +33,8 @@ class KotaniArea:
 
     client: KotaniClient
     bridge: BridgeService
-    keeper_task: asyncio.Task[None] | None = None
+    keeper: Leadership | None = None
+    """The keeper's leadership when ``RECEIVER_BRIDGE_KEEPER`` is on (``keeper.is_leader``)."""
 
 
 def expected_refund_network(settings: Settings) -> Network | None:
@@ -55,14 +58,8 @@ async def open_kotani(services: Services, *, publish: Publish | None = None) -> 
         if settings.kotani_api_key is None:
             log.warning("bridge.keeper_disabled", reason="RECEIVER_KOTANI_API_KEY is not set")
             return area
-        stop = asyncio.Event()
         keeper = BridgeKeeper(bridge, settings.bridge_poll_interval)
-        area.keeper_task = asyncio.create_task(keeper.run(stop), name="bridge-keeper")
-
-        async def stop_keeper() -> None:
-            stop.set()
-            assert area.keeper_task is not None
-            await area.keeper_task
-
-        services.stack.push_async_callback(stop_keeper)
+        area.keeper = leadership(services.db.url, "bridge-keeper", keeper.run)
+        area.keeper.start()  # returns at once: leading is decided in the background
+        services.stack.push_async_callback(area.keeper.aclose)
     return area

@@ -558,7 +558,8 @@ async def test_service_keeper_is_opt_in_and_regenerates_once(
                 if kotani.regenerations:
                     break
             await asyncio.sleep(0.3)  # several more ticks
-            assert (app.state.kotani.keeper_task is not None) is keeper_on
+            keeper = app.state.kotani.keeper
+            assert (keeper is not None and keeper.is_leader) is keeper_on
     assert len(kotani.regenerations) == (1 if keeper_on else 0)
     assert kotani.violations == []
 
