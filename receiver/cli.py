@@ -78,7 +78,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from receiver.app import create_app
-    from receiver.tokens import resolve_tokens
+    from receiver.tokens import resolve_tokens, token_path
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
@@ -96,13 +96,22 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return status
     _, created = resolve_tokens(settings, create=True)
     if created is not None:
-        # Printed once, on the start that created it; afterwards `urls --show-secrets`.
-        print(
-            "Created an invoice token. Give Kotani this generate_invoice_url "
-            f"(shown once):\n  {base_url(settings)}/invoices/{created}\n",
-            file=sys.stderr,
-            flush=True,
-        )
+        # Shown once, on the start that created it, and only to a person at a terminal: a
+        # service manager or container runtime would keep it in its logs. Afterwards (or
+        # when not on a terminal) `urls --show-secrets` prints it.
+        if sys.stdout.isatty():
+            print(
+                "Created an invoice token. Give Kotani this generate_invoice_url "
+                f"(shown once):\n  {base_url(settings)}/invoices/{created}\n",
+                flush=True,
+            )
+        else:
+            print(
+                f"Created an invoice token in {token_path(settings)} (mode 0600); "
+                "`kotani-receiver urls --show-secrets` prints the generate_invoice_url.",
+                file=sys.stderr,
+                flush=True,
+            )
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,

@@ -44,7 +44,7 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return output
 
 
-def test_first_start_creates_a_private_token_and_prints_it_once(tmp_path: Path) -> None:
+def test_first_start_creates_a_private_token_and_names_its_file(tmp_path: Path) -> None:
     port = free_port()
     proc = start(tmp_path, port)
     token_file = tmp_path / "data" / "invoice-token"
@@ -57,8 +57,9 @@ def test_first_start_creates_a_private_token_and_prints_it_once(tmp_path: Path) 
     )
     assert ok.status_code == 200, ok.text
     first = stop(proc)
-    assert first.count(token) == 1, "the URL is printed exactly once, and logged nowhere"
-    assert f"/invoices/{token}" in first
+    assert token not in first, "not on a terminal: the token is never printed nor logged"
+    assert f"Created an invoice token in {token_file}" in first
+    assert "urls --show-secrets" in first
 
     proc = start(tmp_path, port)
     httpx.post(
@@ -118,3 +119,31 @@ def test_request_id_from_an_untrusted_peer_is_replaced(tmp_path: Path) -> None:
     )
     stop(proc)
     assert answer.headers["x-request-id"] != "forged-1"
+
+
+def test_on_a_terminal_the_new_token_url_is_shown_once(tmp_path: Path) -> None:
+    import pty
+
+    port = free_port()
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+    env.update(RECEIVER_DATA_DIR=str(tmp_path / "data"), RECEIVER_PORT=str(port))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "receiver", "serve"],
+        env=env, cwd=tmp_path, stdout=slave, stderr=subprocess.DEVNULL,
+    )
+    os.close(slave)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"/invoices/" not in seen and time.monotonic() < deadline:
+            import select
+
+            if select.select([master], [], [], 0.5)[0]:
+                seen += os.read(master, 4096)
+        token = (tmp_path / "data" / "invoice-token").read_text().strip()
+        assert f"/invoices/{token}".encode() in seen
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+        os.close(master)
