@@ -20,7 +20,8 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from receiver.errors import ConfigError, ReceiverError, ValidationFailed
-from receiver.kotani.client import KotaniClient, RetryPolicy
+from receiver.kotani.client import RETRY as POLICY
+from receiver.kotani.client import KotaniClient
 from receiver.kotani.errors import (
     KotaniBadRequest,
     KotaniError,
@@ -327,7 +328,7 @@ async def test_server_error_on_get_is_retried_then_succeeds(
     assert status.kotani_reference_id == "KOTANI-REF-789"
     assert route.call_count == 3
     assert len(sleeps.delays) == 2
-    assert all(0 <= d <= RetryPolicy().cap for d in sleeps.delays)
+    assert all(0 <= d <= POLICY.cap for d in sleeps.delays)
 
 
 async def test_server_error_on_get_gives_up_after_the_attempts(
