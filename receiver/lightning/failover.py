@@ -92,6 +92,7 @@ class BackendChain:
         breaker_threshold: int = 3,
         breaker_cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        identity_retry: RetryPolicy = IDENTITY_RETRY,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend is required")
@@ -105,6 +106,7 @@ class BackendChain:
             name: CircuitBreaker(breaker_threshold, breaker_cooldown, clock) for name in names
         }
         self._identity: list[asyncio.Task[None]] = []
+        self._identity_retry = identity_retry
 
     async def start_identity(self, wait: float = IDENTITY_WAIT) -> None:
         """Ask each backend's ``info`` (see the module docstring); returns within ``wait`` s."""
@@ -128,7 +130,11 @@ class BackendChain:
                 async with asyncio.timeout(IDENTITY_CALL):
                     info = await backend.info()
             except Exception as exc:  # down, hung or broken: asked again later, never fatal
-                delay = IDENTITY_RETRY.next_delay(attempt) or IDENTITY_RETRY.cap
+                retry = self._identity_retry
+                delay = retry.next_delay(attempt)
+                if delay is None:
+                    return  # a policy with an attempt limit: served without this node's key
+
                 log.warning(
                     "backend.identity_unknown",
                     backend=backend.name,

@@ -264,22 +264,43 @@ async def test_a_redirect_loop_is_a_protocol_error(
     assert loop.call_count == 6
 
 
-async def test_a_redirect_from_https_to_plain_http_is_refused(
-    router: respx.MockRouter, backend: LnAddressBackend
+@pytest.mark.parametrize(
+    ("location", "error", "match"),
+    [
+        ("http://pay.example.com/lnurlp/x", BackendProtocolError, "from https to http refused"),
+        # The egress rules see every redirect target before it is requested.
+        ("https://10.0.0.7/lnurlp/x", BackendHostile, "non-public address"),
+    ],
+    ids=["https-to-http", "to-the-lan"],
+)
+async def test_a_redirect_is_refused_before_it_is_followed(
+    router: respx.MockRouter,
+    backend: LnAddressBackend,
+    location: str,
+    error: type[Exception],
+    match: str,
 ) -> None:
-    router.get(WELL_KNOWN).respond(302, headers={"Location": "http://pay.example.com/lnurlp/x"})
-    with pytest.raises(BackendProtocolError, match="redirect from https to http refused"):
+    router.get(WELL_KNOWN).respond(302, headers={"Location": location})
+    with pytest.raises(error, match=match):
         await backend.create_invoice(Msat(3000), "ignored", 3600)
+
+
+def offer_verify(
+    router: respx.MockRouter, node_key: coincurve.PrivateKey, verify: str
+) -> tuple[str, str]:
+    """The service mints a 4000 msat invoice and offers ``verify`` for it (LUD-21)."""
+    bolt, payment_hash = invoice(node_key, 4000, METADATA_HASH)
+    router.get(WELL_KNOWN).respond(200, json=pay_request())
+    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(
+        200, json={"pr": bolt, "verify": verify}
+    )
+    return bolt, payment_hash
 
 
 async def test_verify_urls_outlive_a_restart(
     router: respx.MockRouter, context: BackendContext, node_key: coincurve.PrivateKey
 ) -> None:
-    bolt, payment_hash = invoice(node_key, 4000, METADATA_HASH)
-    router.get(WELL_KNOWN).respond(200, json=pay_request())
-    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(
-        200, json={"pr": bolt, "verify": VERIFY}
-    )
+    bolt, payment_hash = offer_verify(router, node_key, VERIFY)
     verify = router.get(VERIFY).respond(
         200, json={"status": "OK", "settled": True, "preimage": "aa" * 32, "pr": bolt}
     )
@@ -332,22 +353,10 @@ async def test_a_callback_whose_name_resolves_to_the_lan_is_never_called(
         await backend.create_invoice(Msat(3000), "ignored", 3600)
 
 
-async def test_a_redirect_to_the_lan_is_refused_before_it_is_followed(
-    router: respx.MockRouter, backend: LnAddressBackend
-) -> None:
-    router.get(WELL_KNOWN).respond(302, headers={"Location": "https://10.0.0.7/lnurlp/x"})
-    with pytest.raises(BackendHostile, match="non-public address"):
-        await backend.create_invoice(Msat(3000), "ignored", 3600)
-
-
 async def test_a_verify_url_on_the_lan_is_never_called(
     router: respx.MockRouter, backend: LnAddressBackend, node_key: coincurve.PrivateKey
 ) -> None:
-    bolt, payment_hash = invoice(node_key, 4000, METADATA_HASH)
-    router.get(WELL_KNOWN).respond(200, json=pay_request())
-    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(
-        200, json={"pr": bolt, "verify": "https://verify.test/v"}
-    )
+    _, payment_hash = offer_verify(router, node_key, "https://verify.test/v")
     await backend.create_invoice(Msat(4000), "ignored", 3600)
     backend.egress.resolve = resolver("127.0.0.1")  # the name now points home
     with pytest.raises(BackendHostile, match="non-public address"):
