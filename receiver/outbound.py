@@ -166,6 +166,7 @@ async def exchange(
     timeout: float,  # noqa: ASYNC109
     json_body: Any = None,
     form: Mapping[str, str] | None = None,
+    content: bytes | None = None,
     params: Mapping[str, str | int] | None = None,
     headers: Mapping[str, str] | None = None,
     limit: int = MAX_ANSWER,
@@ -183,7 +184,7 @@ async def exchange(
         raise TimeoutError
     async with asyncio.timeout(timeout):
         request = client.build_request(
-            method, url, json=json_body, data=form, params=params, headers=headers
+            method, url, json=json_body, data=form, content=content, params=params, headers=headers
         )
         for hop in range(redirects + 1):
             if hop and check is not None:

@@ -178,3 +178,17 @@ def test_messages_from_the_usual_shapes_clipped_and_scrubbed() -> None:
     assert message_of({"nothing": 1}) == ""
     text = clip("a\n b key-123 " + "x" * 500, ["key-123"], limit=50)
     assert text.startswith("a b *** x") and len(text) == 50 and "key-123" not in text
+
+
+async def test_raw_content_goes_out_byte_for_byte(
+    router: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    # What the webhook forwarder sends: the signed body exactly as received.
+    route = router.post(URL).respond(204)
+    body = b'{"b":1,  "a":2}'
+    answer = await exchange(
+        client, "POST", URL, timeout=2.0, content=body, headers={"Content-Type": "x/y"}
+    )
+    assert answer.status == 204 and answer.body == b""
+    assert route.calls.last.request.content == body
+    assert route.calls.last.request.headers["content-type"] == "x/y"

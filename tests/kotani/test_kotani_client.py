@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -555,3 +556,17 @@ async def test_transport_is_pluggable(spec: Spec) -> None:
     ) as client:
         await client.bridge_rate(BridgeRateRequest(source_currency="KES", source_amount=Decimal(5)))
     assert [r.url.path for r in seen] == [RATE]
+
+
+async def test_a_hostile_answer_is_refused_unread_and_not_repeated(
+    kotani: KotaniClient, router: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    # Something in Kotani's place answers with stacked encodings (a gzip bomb's envelope).
+    bomb = gzip.compress(gzip.compress(json.dumps(envelope({})).encode()))
+    route = router.get(url__regex=r"/refund-status/").respond(
+        200, headers={"Content-Encoding": "gzip, gzip"}, content=bomb
+    )
+    with pytest.raises(KotaniProtocolError, match="refused unread") as caught:
+        await kotani.refund_status("R-1")
+    assert route.call_count == 1 and sleeps.delays == []
+    assert caught.value.code == "kotani.protocol"
