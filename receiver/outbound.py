@@ -55,7 +55,6 @@ MAX_MESSAGE = 200
 USER_AGENT = "kotani-receiver/0.1"
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_CHUNK = 64 * 1024
 
 CheckURL = Callable[[httpx.URL], Awaitable[None]]
 """Called with every redirect target before it is requested; raises ``TargetRefused`` to refuse."""
@@ -231,7 +230,7 @@ async def read_bounded(response: httpx.Response, limit: int = MAX_ANSWER) -> byt
     decoder = _decoder(response)
     parts: list[bytes] = []
     size = 0
-    async for raw in response.aiter_raw(_CHUNK):
+    async for raw in response.aiter_raw():  # as read: at most 64 KiB each (httpcore)
         if decoder is None:
             pieces = [raw]
         else:
