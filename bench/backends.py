@@ -12,9 +12,10 @@
 LNbits is installed and started as in the test suite (``tests/lightning/lnbits_server.py``).
 Usage: python bench/backends.py [--requests N] [--warmup N] [--concurrency C]
 
-3,000 pairs by default: on this project's benchmark machine each p50 of 1,500 requests moved by
-about ±0.3 ms from run to run, which made the difference of two of them (the 3 ms bar) hard to
-read; the difference is also printed per third of the run, to show how much of it is noise.
+Bar: the service's p50 at most 5 ms over LNbits' own p50, in the same run (concurrency 1; every
+backend call goes through httpx, ``receiver/outbound.py``). 3,000 pairs by default: each p50 of
+1,500 requests moved by about ±0.3 ms from run to run on this project's benchmark machine; the
+difference is also printed per third of the run, to show how much of it is noise.
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ async def main() -> None:
     print()
     overhead = via.pct(0.50) - direct.pct(0.50)
     print(
-        f"service p50 - lnbits p50          = {overhead:+6.2f} ms  (bar <= 3 ms), "
+        f"service p50 - lnbits p50          = {overhead:+6.2f} ms  (bar <= 5 ms), "
         f"concurrency {args.concurrency}, {args.requests} requests each"
     )
     if args.concurrency == 1:

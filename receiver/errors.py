@@ -23,6 +23,8 @@ written for the caller and never carry secrets (tokens, keys, macaroons, runes, 
     │   ├── BackendRejected              503 backend.rejected (the node's own 4xx, message kept)
     │   ├── AmountNotRepresentable       503 backend.amount_precision (sats-only, odd msat)
     │   ├── BackendProtocolError         503 backend.protocol (answer not of the documented shape)
+    │   ├── BackendHostile               503 backend.hostile (answer built to exhaust us: gzip
+    │   │                                    bomb, huge head or body; a target refused)
     │   ├── BackendCircuitOpen           503 backend.circuit_open (skipped after failures)
     │   └── InvalidInvoice               503 backend.invalid_invoice.<reason> (failed verification)
     ├── MintUnavailable                  503 mint.unavailable: no backend minted in time
@@ -171,6 +173,13 @@ class BackendProtocolError(BackendError):
     """The backend answered, but not in the shape its documentation describes."""
 
     code = "backend.protocol"
+
+
+class BackendHostile(BackendError):
+    """The backend's answer was refused unread: stacked or unknown encodings, a body or head
+    over the caps of ``receiver.outbound``, or a redirect/target the egress rules refuse."""
+
+    code = "backend.hostile"
 
 
 class BackendCircuitOpen(BackendError):

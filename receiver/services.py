@@ -61,6 +61,9 @@ async def open_services(
             breaker_threshold=settings.breaker_threshold,
             breaker_cooldown=settings.breaker_cooldown,
         )
+        # Node identities (payee check on from the first mint); slow nodes keep being asked.
+        await chain.start_identity()
+        stack.push_async_callback(chain.stop_identity)
         invoices = InvoiceService(
             db,
             chain,

@@ -6,8 +6,10 @@ Follows Kotani's API reference (https://docs.kotanipay.com/api-reference, OpenAP
 http/bearer), answers wrapped as ``{"success": bool, "message": str, "data": ...}``. The OpenAPI
 documents no request signing towards Kotani, so none is done.
 
-Every call has one deadline (``timeout`` seconds, covering retries and back-off). Retries, with
-exponential back-off and full jitter, happen only where repeating cannot do anything twice:
+Every call has one deadline (``timeout`` seconds, covering retries and back-off). Calls go out
+through ``receiver.outbound`` (the service's one client factory, answers bounded and decoded
+once, failures classed once); retries follow ``receiver.retry.RetryPolicy`` (``RETRY``: capped
+exponential back-off, full jitter) and happen only where repeating cannot do anything twice:
 
 * GET: on connect errors, timeouts, 429 (honouring ``Retry-After``) and 5xx;
 * POST: only when the request provably never reached Kotani (connect error, connect or pool
@@ -21,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
@@ -34,8 +35,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from receiver import outbound
 from receiver.errors import ConfigError, ValidationFailed
 from receiver.kotani.errors import (
+    MAX_MESSAGE,
     KotaniBadRequest,
     KotaniError,
     KotaniNotFound,
@@ -46,7 +49,6 @@ from receiver.kotani.errors import (
     KotaniTimeout,
     KotaniUnauthorized,
     KotaniUnavailable,
-    clip,
 )
 from receiver.kotani.models import (
     BridgeDeposit,
@@ -59,30 +61,18 @@ from receiver.kotani.models import (
     RefundStatus,
 )
 from receiver.logs import get_logger
+from receiver.outbound import Answer, Fault, StatusClass
+from receiver.retry import RetryPolicy
 from receiver.settings import Settings
 
-__all__ = ["KotaniClient", "RetryPolicy"]
+__all__ = ["RETRY", "KotaniClient"]
 
 M = TypeVar("M", bound=BaseModel)
 
-USER_AGENT = "kotani-receiver/0.1"
-MAX_BODY = 1_000_000
-"""Answers larger than this are not parsed (Kotani's are a few kB)."""
+RETRY = RetryPolicy(max_attempts=3, base=0.25, cap=4.0)
+"""Three attempts in all, waits of up to 0.25 s then 0.5 s (always inside the call's timeout)."""
 
 log = get_logger("kotani")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to wait between attempts: capped exponential, full jitter."""
-
-    attempts: int = 3
-    base: float = 0.25
-    cap: float = 4.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return rng.uniform(0.0, min(self.cap, self.base * 2 ** (attempt - 1)))
 
 
 @dataclass(frozen=True)
@@ -103,24 +93,18 @@ class KotaniClient:
         timeout: float,
         transport: httpx.AsyncBaseTransport | None = None,
         *,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy = RETRY,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: random.Random | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.timeout = timeout
-        self._retry = retry or RetryPolicy()
+        self._retry = retry
         self._sleep = sleep
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            transport=transport,
-            timeout=timeout,
-            follow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+        self._http = outbound.outbound_client(
+            timeout=timeout, base_url=self.base_url, transport=transport
         )
 
     @classmethod
@@ -233,23 +217,18 @@ class KotaniClient:
         attempt = 0
         while True:
             attempt += 1
-            remaining = deadline - time.monotonic()
             started = time.monotonic()
             retry_after: float | None = None
             try:
-                if remaining <= 0:
-                    raise TimeoutError
-                request = self._http.build_request(
-                    method, path, json=body, headers=headers, timeout=httpx.Timeout(remaining)
+                answer = await outbound.exchange(
+                    self._http,
+                    method,
+                    path,
+                    timeout=deadline - started,
+                    json_body=body,
+                    headers=headers,
                 )
-                # httpx's timeouts are per network operation; the outer one bounds the whole call.
-                async with asyncio.timeout(remaining):
-                    response = await self._http.send(request, stream=True)
-                    try:
-                        content = await _read_capped(response)
-                    finally:
-                        await response.aclose()
-            except (httpx.HTTPError, TimeoutError) as exc:
+            except (httpx.HTTPError, TimeoutError, outbound.OutboundError) as exc:
                 error, safe = _transport_error(exc, method, path, self.timeout)
                 cause: BaseException | None = exc
             else:
@@ -257,22 +236,22 @@ class KotaniClient:
                     "kotani.response",
                     method=method,
                     path=path,
-                    status=response.status_code,
+                    status=answer.status,
                     attempt=attempt,
                     ms=round((time.monotonic() - started) * 1000, 1),
                 )
-                if 200 <= response.status_code < 300:
-                    return _envelope(response.status_code, content, method, path)
-                error = _status_error(response, content, method, path)
+                if answer.ok:
+                    return _envelope(answer, method, path)
+                error = _status_error(answer, method, path)
                 cause = None
-                safe = method == "GET" and (
-                    response.status_code == 429 or response.status_code >= 500
-                )
+                safe = method == "GET" and (answer.status == 429 or answer.status >= 500)
                 if isinstance(error, KotaniRateLimited):
                     retry_after = error.retry_after
-            delay = self._retry.delay(attempt, self._rng) if retry_after is None else retry_after
+            delay = self._retry.next_delay(attempt) if retry_after is None else retry_after
+            if attempt >= (self._retry.max_attempts or attempt + 1):
+                delay = None  # Retry-After never buys an attempt beyond the policy's
             left = deadline - time.monotonic()
-            if not safe or attempt >= self._retry.attempts or delay >= left:
+            if not safe or delay is None or delay >= left:
                 # Kotani's own refusals (4xx) are answers, not faults: the caller reports them.
                 refused = error.status_code is not None and error.status_code < 500
                 (log.info if refused else log.warning)(
@@ -305,18 +284,6 @@ def _segment(value: str) -> str:
     return quote(value.strip(), safe="")
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
-    """The body, cut at ``MAX_BODY`` (a cut body then fails to parse: a protocol error)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY:
-            break
-    return b"".join(chunks)[:MAX_BODY]
-
-
 def _transport_error(
     exc: BaseException, method: str, path: str, timeout: float
 ) -> tuple[KotaniError, bool]:
@@ -324,14 +291,22 @@ def _transport_error(
 
     Only a request that never reached Kotani (no connection made) may be repeated as a POST.
     """
-    never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    fault, detail = outbound.classify(exc)
     error: KotaniError
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    if fault is Fault.TIMEOUT:
         error = KotaniTimeout(
             f"Kotani did not answer {method} {path} within {timeout:g} s ({type(exc).__name__})",
             method=method,
             path=path,
         )
+    elif fault in (Fault.HOSTILE, Fault.REFUSED, Fault.REDIRECT):
+        # Kotani (or something in its place) answered, in a way refused unread: not repeated.
+        error = KotaniProtocolError(
+            f"Kotani's answer to {method} {path} was refused unread ({detail})",
+            method=method,
+            path=path,
+        )
+        return error, False
     else:
         # The exception's text may hold the URL (never the header): its class name is enough.
         error = KotaniUnavailable(
@@ -339,28 +314,19 @@ def _transport_error(
             method=method,
             path=path,
         )
-    return error, never_sent or method == "GET"
+    return error, outbound.never_sent(exc) or method == "GET"
 
 
-def _json(content: bytes) -> Any:
+def _json(answer: Answer) -> Any:
     try:
-        return json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+        return answer.json()
+    except ValueError:
         return None
 
 
-def _message_of(body: Any) -> str:
-    """Kotani's ``message`` (NestJS validation errors send a list of messages)."""
-    if not isinstance(body, dict):
-        return ""
-    message = body.get("message")
-    if isinstance(message, list):
-        return "; ".join(str(part) for part in message)
-    return "" if message is None else str(message)
-
-
-def _envelope(status: int, content: bytes, method: str, path: str) -> Envelope:
-    body = _json(content)
+def _envelope(answer: Answer, method: str, path: str) -> Envelope:
+    status = answer.status
+    body = _json(answer)
     if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
         raise KotaniProtocolError(
             f"Kotani answered {status} to {method} {path} without its {{success, message, data}}"
@@ -369,10 +335,11 @@ def _envelope(status: int, content: bytes, method: str, path: str) -> Envelope:
             method=method,
             path=path,
         )
-    message = _message_of(body)
+    message = outbound.message_of(body.get("message"))
     if not body["success"]:
         raise KotaniRejected(
-            f"Kotani refused {method} {path}: {clip(message) or 'success=false'}",
+            f"Kotani refused {method} {path}: "
+            f"{outbound.clip(message, limit=MAX_MESSAGE) or 'success=false'}",
             status_code=status,
             kotani_message=message,
             method=method,
@@ -381,34 +348,43 @@ def _envelope(status: int, content: bytes, method: str, path: str) -> Envelope:
     return Envelope(message=message, data=body.get("data"))
 
 
-_STATUS_ERRORS: dict[int, type[KotaniError]] = {
-    400: KotaniBadRequest,
-    401: KotaniUnauthorized,
-    403: KotaniUnauthorized,
-    404: KotaniNotFound,
-    422: KotaniBadRequest,
+_STATUS_ERRORS: dict[StatusClass, type[KotaniError]] = {
+    StatusClass.BAD_REQUEST: KotaniBadRequest,
+    StatusClass.AUTH: KotaniUnauthorized,
+    StatusClass.NOT_FOUND: KotaniNotFound,
+    StatusClass.REFUSED: KotaniRejected,
+    StatusClass.SERVER: KotaniServerError,
+    StatusClass.UNEXPECTED: KotaniProtocolError,
 }
 
 
-def _status_error(response: httpx.Response, content: bytes, method: str, path: str) -> KotaniError:
-    status = response.status_code
-    message = _message_of(_json(content)) or response.reason_phrase
-    text = f"Kotani answered {status} to {method} {path}: {clip(message)}"
+def _status_error(answer: Answer, method: str, path: str) -> KotaniError:
+    status = answer.status
+    body = _json(answer)
+    message = outbound.message_of(body.get("message")) if isinstance(body, dict) else ""
+    message = message or _reason(status)
+    text = (
+        f"Kotani answered {status} to {method} {path}: {outbound.clip(message, limit=MAX_MESSAGE)}"
+    )
     fields: dict[str, Any] = {
         "status_code": status,
         "kotani_message": message,
         "method": method,
         "path": path,
     }
-    if status == 429:
+    kind = outbound.status_class(status)
+    if kind is StatusClass.RATE_LIMITED:
         return KotaniRateLimited(
-            text, retry_after=_retry_after(response.headers.get("Retry-After")), **fields
+            text, retry_after=_retry_after(answer.headers.get("Retry-After")), **fields
         )
-    if status >= 500:
-        return KotaniServerError(text, **fields)
-    if 400 <= status < 500:
-        return _STATUS_ERRORS.get(status, KotaniRejected)(text, **fields)
-    return KotaniProtocolError(text, **fields)
+    return _STATUS_ERRORS[kind](text, **fields)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -26,15 +26,10 @@ import math
 from typing import ClassVar
 
 from receiver.errors import ReceiverError
+from receiver.outbound import clip
 
 MAX_MESSAGE = 300
 """Kotani's message is kept, but a huge or hostile body is not copied into our errors."""
-
-
-def clip(text: str, limit: int = MAX_MESSAGE) -> str:
-    """One printable line of at most ``limit`` characters."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 class KotaniError(ReceiverError):
@@ -54,7 +49,7 @@ class KotaniError(ReceiverError):
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
-        self.kotani_message = clip(kotani_message)
+        self.kotani_message = clip(kotani_message, limit=MAX_MESSAGE)
         self.method = method
         self.path = path
 

@@ -1,50 +1,43 @@
-"""HTTP plumbing for every HTTP backend, written once: timeouts, error mapping, shape checks.
+"""HTTP plumbing for every HTTP backend, written once: credentials, error mapping, shape checks.
 
 Every HTTP backend (lnd, cln, lnbits, phoenixd, eclair, lnaddress) talks to its node through one
-``HttpBackendClient``. It builds each call (credential headers, base URL, JSON or form body,
-redirects for the clients that follow them) and sends it through its own transport: pooled
-HTTP/1.1 connections and TLS on asyncio, answers parsed by httptools
-(``receiver.lightning._transport``; general clients, httpx's included, cost more per call
-than the rest of the mint path). URLs are parsed and errors classed with httpx; an error
-answer becomes an ``httpx.Response`` for the mapping and the backends' hooks. Every foreign
-failure becomes the service's own error tree, always ``raise ... from exc``:
+``HttpBackendClient``: an httpx client from ``receiver.outbound`` (limits, TLS, no redirects,
+answers bounded and decoded once) plus this module's mapping of ``receiver.outbound``'s one
+classification to the backends' errors, always ``raise ... from exc``:
 
-    httpx.ConnectError, other transport errors  -> BackendUnavailable  (TLS failures say so)
-    httpx.ConnectTimeout/ReadTimeout/WriteTimeout/PoolTimeout,
-    the call outliving its timeout               -> BackendTimeout
-    HTTP 401 / 403                               -> BackendAuthError
-    HTTP 5xx                                     -> BackendUnavailable  (node message kept)
-    other HTTP 4xx                               -> BackendRejected     (node message kept)
-    3xx, non-JSON body, wrong shape              -> BackendProtocolError
+    Fault.CONNECT, Fault.TRANSPORT, Fault.INVALID_URL -> BackendUnavailable
+    Fault.TLS                                         -> BackendUnavailable (says TLS)
+    Fault.TIMEOUT                                     -> BackendTimeout
+    Fault.HOSTILE, Fault.REFUSED                      -> BackendHostile (gzip bomb, huge answer,
+                                                         a target the egress rules refuse)
+    Fault.REDIRECT (loop, https -> http, on a POST)   -> BackendProtocolError
+    HTTP 401 / 403                                    -> BackendAuthError
+    HTTP 5xx                                          -> BackendUnavailable (node message kept)
+    other HTTP 4xx                                    -> BackendRejected    (node message kept)
+    3xx, non-JSON body, wrong shape                   -> BackendProtocolError
 
 It also holds what the backends' configs and constructors share: ``HttpBackendConfig`` (read
-from the environment and ``.env``, a checked ``url``), ``basic_auth_client`` (phoenixd, Eclair)
-and ``HttpBackend`` (``repr`` without credentials, ``aclose``).
+from the environment and ``.env``, a checked ``url``), ``header_auth_client``,
+``basic_auth_client`` (phoenixd, Eclair) and ``HttpBackend`` (``repr`` without credentials,
+``aclose``).
 
-The node's own message is kept (trimmed to one short line) because "amount too small" is
-actionable, but every credential the client holds is scrubbed from it first; credentials live
-only in request headers and never in a message or a ``repr``.
+The node's own message is kept (``receiver.outbound.clip``: one short line) because "amount too
+small" is actionable, but every credential the client holds is scrubbed from it first;
+credentials live only in request headers and never in a message or a ``repr``.
 
-Timeouts are not literals per call: each call gets ``timeout`` seconds, which callers take from
-``time_left()``, i.e. what is left of the deadline the minting path set with ``deadline()`` (or a
-default outside any deadline, e.g. for ``kotani-receiver check``). The whole call, connection
-pool wait included, is bounded by it; a call with no time left is not sent at all.
+Timeouts: a call takes at most ``timeout`` seconds in total (``DEFAULT_TIMEOUT``, for calls
+outside the minting path). The minting path's deadline is not read here: ``BackendChain``
+bounds each backend attempt with one ``asyncio.timeout`` (its share of the deadline), which
+cancels the call wherever it is.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import re
 import ssl
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
-from urllib.parse import urlencode
 
 import httpx
 from pydantic import (
@@ -57,106 +50,42 @@ from pydantic import (
 )
 from pydantic_settings import SettingsConfigDict
 
+from receiver import outbound
 from receiver.errors import (
     BackendAuthError,
     BackendError,
+    BackendHostile,
     BackendProtocolError,
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
     ConfigError,
 )
-from receiver.lightning._transport import Answer, Call, Http11Transport
 from receiver.lightning.base import BackendConfig
+from receiver.outbound import Answer, CheckURL, Fault, StatusClass
 
 DEFAULT_TIMEOUT = 8.0
-"""Per-call bound when no deadline is set (start-up checks, status polls)."""
-
-URL_CACHE = 64
-
-MAX_REDIRECTS = 5
-"""Redirects followed at most, by clients that follow them (LNURL endpoints)."""
-
-MAX_MESSAGE = 200
-"""A node's error message is kept up to this many characters."""
-
-_DEADLINE: ContextVar[float | None] = ContextVar("receiver_backend_deadline", default=None)
+"""Bound of one call, in total (start-up checks, status polls; the mint path bounds tighter)."""
 
 Model = TypeVar("Model", bound=BaseModel)
-ErrorHook = Callable[[httpx.Response, str], BackendError | None]
+ErrorHook = Callable[[Answer, str], BackendError | None]
 """Lets a backend claim an error answer before the generic mapping (CLN's RPC errors are 500s)."""
 
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[float]:
-    """Bound every backend call made inside this block to ``seconds`` from now, in total.
-
-    Nested deadlines never extend an outer one. Yields the absolute ``time.monotonic()`` value.
-    """
-    at = time.monotonic() + seconds
-    outer = _DEADLINE.get()
-    if outer is not None:
-        at = min(at, outer)
-    token = _DEADLINE.set(at)
-    try:
-        yield at
-    finally:
-        _DEADLINE.reset(token)
+_FAULTS: dict[Fault, type[BackendError]] = {
+    Fault.TIMEOUT: BackendTimeout,
+    Fault.CONNECT: BackendUnavailable,
+    Fault.TLS: BackendUnavailable,
+    Fault.TRANSPORT: BackendUnavailable,
+    Fault.INVALID_URL: BackendUnavailable,
+    Fault.HOSTILE: BackendHostile,
+    Fault.REFUSED: BackendHostile,
+    Fault.REDIRECT: BackendProtocolError,
+}
 
 
-def time_left(default: float = DEFAULT_TIMEOUT) -> float:
-    """Seconds left before the current deadline (``default`` when there is none), never < 0."""
-    at = _DEADLINE.get()
-    if at is None:
-        return default
-    return max(0.0, min(default, at - time.monotonic()))
-
-
-def one_line(text: str, secrets: Sequence[str] = ()) -> str:
-    """A node message made safe to show: secrets scrubbed, one line, at most ``MAX_MESSAGE``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
-
-
-def node_message(response: httpx.Response) -> str:
+def node_message(answer: Answer) -> str:
     """The error text a node put in its answer, from the usual JSON shapes or the raw text."""
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text
-    return _message_from(body) or response.text
-
-
-def _message_from(body: Any) -> str | None:
-    if isinstance(body, str):
-        return body
-    if isinstance(body, list):
-        parts = [m for m in (_message_from(item) for item in body[:3]) if m]
-        return "; ".join(parts) or None
-    if not isinstance(body, dict):
-        return None
-    # LND/grpc-gateway and CLN: {"message"}; Eclair: {"error": str}; LNbits/FastAPI: {"detail"};
-    # LNURL: {"reason"}; FastAPI validation: {"detail": [{"msg"}]}.
-    for key in ("message", "error", "detail", "reason", "msg"):
-        if key in body:
-            found = _message_from(body[key])
-            if found:
-                return found
-    return None
-
-
-def _tls_failure(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in str(exc)
+    return outbound.answer_message(answer)
 
 
 def _host(url: httpx.URL) -> str:
@@ -179,45 +108,45 @@ class HttpBackendClient:
         verify: ssl.SSLContext | bool = True,
         error_hook: ErrorHook | None = None,
         follow_redirects: bool = False,
-        max_connections: int = 100,
-        transport: Http11Transport | None = None,
+        check: CheckURL | None = None,
+        max_connections: int = 20,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.backend = backend
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self._secrets = tuple(s for s in secrets if s)
         self._error_hook = error_hook
         if follow_redirects and self._secrets:
             # A redirect may lead to another host: credentials must never follow it there.
             raise ValueError("a client holding credentials does not follow redirects")
-        self._follow_redirects = follow_redirects
-        # Small JSON answers: compression would cost both ends more than it saves.
-        fixed = {"Accept": "application/json", "Accept-Encoding": "identity", **(headers or {})}
-        self._headers = tuple(_header(backend, name, value) for name, value in fixed.items())
-        self._transport = transport or Http11Transport(
-            verify=verify, max_connections=max_connections
+        self._redirects = outbound.MAX_REDIRECTS if follow_redirects else 0
+        self._check = check
+        for name, value in (headers or {}).items():
+            _check_header(backend, name, value)
+        self._client = outbound.outbound_client(
+            timeout=timeout,
+            base_url=self.base_url,
+            headers=headers,
+            verify=verify,
+            max_connections=max_connections,
         )
-        # Parsed URLs of recent calls: httpx parses a URL string in ~30 µs, half of building a
-        # request, and the mint path calls the same URL every time.
-        self._urls: OrderedDict[str, httpx.URL] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"HttpBackendClient(backend={self.backend!r}, base_url={self.base_url!r})"
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._client.aclose()
 
     def clean(self, text: str) -> str:
-        """``one_line`` with this client's secrets scrubbed."""
-        return one_line(text, self._secrets)
+        """``outbound.clip`` with this client's secrets scrubbed."""
+        return outbound.clip(text, self._secrets)
 
-    # The timeout is a parameter on purpose: it is what is left of the caller's deadline, and
-    # the call enforces it itself (asyncio.timeout around the whole exchange).
     async def request(
         self,
         method: str,
         url: str,
         *,
-        timeout: float,  # noqa: ASYNC109
         json_body: Any = None,
         form: Mapping[str, str] | None = None,
         params: Mapping[str, str | int] | None = None,
@@ -229,18 +158,16 @@ class HttpBackendClient:
         ``None`` instead of raising. Everything else that is not a 2xx JSON answer raises a
         ``BackendError`` subclass.
         """
-        call, answer = await self.send(
-            method, url, timeout=timeout, json_body=json_body, form=form, params=params
-        )
+        answer = await self.send(method, url, json_body=json_body, form=form, params=params)
         if answer.status in allow_status:
             return None
-        if not 200 <= answer.status < 300:
-            self.raise_for_status(_response(call, answer))
+        if not answer.ok:
+            raise self.status_error(answer)
         try:
-            return json.loads(_decoded(answer))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return answer.json()
+        except ValueError as exc:
             raise BackendProtocolError(
-                f"{self.backend}: answer to {method} {call.url.path} is not JSON",
+                f"{self.backend}: answer to {method} {answer.url.path} is not JSON",
                 backend=self.backend,
             ) from exc
 
@@ -249,148 +176,95 @@ class HttpBackendClient:
         method: str,
         url: str,
         *,
-        timeout: float,  # noqa: ASYNC109
         json_body: Any = None,
         form: Mapping[str, str] | None = None,
     ) -> Any:
         """``request`` for a record the node may not have: ``None`` when it answers 404."""
-        return await self.request(
-            method, url, timeout=timeout, json_body=json_body, form=form, allow_status=(404,)
-        )
+        return await self.request(method, url, json_body=json_body, form=form, allow_status=(404,))
 
     async def send(
         self,
         method: str,
         url: str,
         *,
-        timeout: float,  # noqa: ASYNC109
         json_body: Any = None,
         form: Mapping[str, str] | None = None,
         params: Mapping[str, str | int] | None = None,
-    ) -> tuple[Call, Answer]:
-        """Send one request bounded by ``timeout`` seconds in total; transport errors mapped.
-
-        Returns the call as it was last sent (after any redirect) and its answer.
-        """
-        if timeout <= 0:
-            raise BackendTimeout(f"{self.backend}: no time left to call it", backend=self.backend)
+    ) -> Answer:
+        """Send one request, bounded by ``self.timeout`` in total; failures mapped."""
         try:
-            target = self._parsed(url)
-            if params:
-                target = target.copy_merge_params(params)
-            headers = self._headers
-            body = b""
-            if json_body is not None:
-                body = _JSON.encode(json_body).encode("utf-8")
-                headers = (*headers, _JSON_TYPE)
-            elif form is not None:
-                body = urlencode(form).encode("utf-8")
-                headers = (*headers, _FORM_TYPE)
-            call = Call(method, target, headers, body, timeout)
-            async with asyncio.timeout(timeout):
-                return await self._exchange(call)
-        except TimeoutError as exc:
-            raise BackendTimeout(
-                f"{self.backend}: no answer from {self._where(url)} within {timeout:.1f} s",
-                backend=self.backend,
-            ) from exc
-        except httpx.TimeoutException as exc:
-            what = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
-            raise BackendTimeout(
-                f"{self.backend}: timed out {what} {self._where(url)} ({timeout:.1f} s)",
-                backend=self.backend,
-            ) from exc
-        except httpx.ConnectError as exc:
-            if _tls_failure(exc):
-                raise BackendUnavailable(
-                    f"{self.backend}: TLS handshake with {self._where(url)} failed"
-                    " (certificate not trusted or wrong host name)",
-                    backend=self.backend,
-                ) from exc
-            raise BackendUnavailable(
-                f"{self.backend}: cannot connect to {self._where(url)}", backend=self.backend
-            ) from exc
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(
-                f"{self.backend}: connection to {self._where(url)} failed ({type(exc).__name__})",
-                backend=self.backend,
-            ) from exc
-        except httpx.InvalidURL as exc:
-            raise BackendUnavailable(
-                f"{self.backend}: invalid URL for this backend", backend=self.backend
-            ) from exc
+            return await outbound.exchange(
+                self._client,
+                method,
+                url,
+                timeout=self.timeout,
+                json_body=json_body,
+                form=form,
+                params=params,
+                redirects=self._redirects,
+                check=self._check,
+            )
+        except (httpx.HTTPError, TimeoutError, outbound.OutboundError) as exc:
+            raise self.failure(exc, url) from exc
 
-    def _url(self, url: str) -> str:
-        # The base URL's path is a prefix, as with httpx's ``base_url``; absolute URLs as given.
-        return self.base_url + url if self.base_url else url
-
-    def _parsed(self, url: str) -> httpx.URL:
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = self._urls[url] = httpx.URL(self._url(url))
-            if len(self._urls) > URL_CACHE:
-                self._urls.popitem(last=False)
+    def failure(self, exc: BaseException, url: str) -> BackendError:
+        """The backend error for a call that got no usable answer."""
+        fault, detail = outbound.classify(exc)
+        where = self._where(url)
+        if fault is Fault.TIMEOUT:
+            message = f"{self.backend}: no answer from {where} within {self.timeout:.1f} s"
+        elif fault is Fault.CONNECT:
+            message = f"{self.backend}: cannot connect to {where}"
+        elif fault is Fault.TLS:
+            message = (
+                f"{self.backend}: TLS handshake with {where} failed"
+                " (certificate not trusted or wrong host name)"
+            )
+        elif fault is Fault.TRANSPORT:
+            message = f"{self.backend}: connection to {where} failed ({detail})"
+        elif fault is Fault.INVALID_URL:
+            message = f"{self.backend}: invalid URL for this backend"
+        elif fault is Fault.REDIRECT:
+            message = f"{self.backend}: {detail} refused (from {where})"
+        elif fault is Fault.REFUSED:
+            message = f"{self.backend}: refused to call {self.clean(detail)}"
         else:
-            self._urls.move_to_end(url)
-        return parsed
-
-    async def _exchange(self, call: Call) -> tuple[Call, Answer]:
-        """One call through the transport, following GET redirects when asked to."""
-        for _ in range(MAX_REDIRECTS + 1):
-            answer = await self._transport.exchange(call)
-            location = answer.header(b"location")
-            if not (self._follow_redirects and answer.status in _REDIRECTS and location):
-                return call, answer
-            if call.method != "GET":
-                raise BackendProtocolError(
-                    f"{self.backend}: {call.method} answered with a redirect",
-                    backend=self.backend,
-                )
-            target = call.url.join(location.decode("latin-1"))
-            if call.url.scheme == "https" and target.scheme != "https":
-                raise BackendProtocolError(
-                    f"{self.backend}: redirect from https to {target.scheme or 'nothing'} refused",
-                    backend=self.backend,
-                )
-            call = Call("GET", target, self._headers, b"", call.timeout)
-        raise BackendProtocolError(
-            f"{self.backend}: more than {MAX_REDIRECTS} redirects", backend=self.backend
-        )
+            message = f"{self.backend}: refused what {where} answered: {self.clean(detail)}"
+        return _FAULTS[fault](message, backend=self.backend)
 
     def _where(self, url: str) -> str:
         """The host a call went to, for a message (worked out only when one is needed)."""
         try:
-            return _host(self._parsed(url))
+            return _host(httpx.URL(self.base_url + url if self.base_url else url))
         except httpx.InvalidURL:
             return "the backend"
 
-    def raise_for_status(self, response: httpx.Response) -> None:
-        """Map a non-2xx answer to the error tree (the backend's hook gets the first say)."""
-        status = response.status_code
-        if 200 <= status < 300:
-            return
+    def status_error(self, answer: Answer) -> BackendError:
+        """The error for a non-2xx answer (the backend's hook gets the first say)."""
         if self._error_hook is not None:
-            claimed = self._error_hook(response, self.backend)
+            claimed = self._error_hook(answer, self.backend)
             if claimed is not None:
-                raise claimed
-        where = f"{response.request.method} {response.request.url.path}"
-        message = self.clean(node_message(response))
+                return claimed
+        status = answer.status
+        where = f"{answer.method} {answer.url.path}"
+        message = self.clean(node_message(answer))
         detail = f": {message}" if message else ""
-        if status in (401, 403):
-            raise BackendAuthError(
+        kind = outbound.status_class(status)
+        if kind is StatusClass.AUTH:
+            return BackendAuthError(
                 f"{self.backend}: credentials refused (HTTP {status} on {where})",
                 backend=self.backend,
             )
-        if status >= 500:
-            raise BackendUnavailable(
+        if kind is StatusClass.SERVER:
+            return BackendUnavailable(
                 f"{self.backend}: HTTP {status} on {where}{detail}", backend=self.backend
             )
-        if 400 <= status < 500:
-            raise BackendRejected(
-                f"{self.backend}: HTTP {status} on {where}{detail}", backend=self.backend
+        if kind is StatusClass.UNEXPECTED:
+            return BackendProtocolError(
+                f"{self.backend}: unexpected HTTP {status} on {where}", backend=self.backend
             )
-        raise BackendProtocolError(
-            f"{self.backend}: unexpected HTTP {status} on {where}", backend=self.backend
+        return BackendRejected(
+            f"{self.backend}: HTTP {status} on {where}{detail}", backend=self.backend
         )
 
     def parse(self, model: type[Model], data: Any, what: str) -> Model:
@@ -408,42 +282,17 @@ class HttpBackendClient:
             ) from exc
 
 
-# As httpx encodes a ``json=`` body (compact, UTF-8, no NaN), so the nodes see what they saw.
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_JSON_TYPE = (b"Content-Type", b"application/json")
-_FORM_TYPE = (b"Content-Type", b"application/x-www-form-urlencoded")
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 token)
 
 
-def _header(backend: str, name: str, value: str) -> tuple[bytes, bytes]:
-    """A fixed header as it goes on the wire; one no request could carry is a setting error."""
+def _check_header(backend: str, name: str, value: str) -> None:
+    """A fixed header no request could carry is a setting error, found at start."""
     if _TOKEN.fullmatch(name) and value.isascii() and value.isprintable():
-        return name.encode("ascii"), value.encode("ascii")
+        return
     # Never the value: it is a credential.
     raise ConfigError(
         f"backend {backend}: the value sent as {name!r} holds characters an HTTP header cannot"
         " carry (printable ASCII only)"
-    )
-
-
-def _decoded(answer: Answer) -> bytes:
-    """The answer's body, decompressed if the node compressed it although asked not to."""
-    encoding = answer.header(b"content-encoding")
-    if encoding is None or encoding.strip().lower() == b"identity":
-        return answer.body
-    return httpx.Response(answer.status, headers=answer.headers, content=answer.body).content
-
-
-def _response(call: Call, answer: Answer) -> httpx.Response:
-    """An error answer as an ``httpx.Response``: what the mapping and the backends' hooks read."""
-    return httpx.Response(
-        answer.status,
-        headers=answer.headers,
-        content=answer.body,
-        request=httpx.Request(call.method, call.url),
     )
 
 

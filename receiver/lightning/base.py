@@ -67,9 +67,15 @@ _NODE_NETWORK_NAMES = {
 
 
 class InvoiceState(StrEnum):
-    """What a backend knows of an invoice it minted."""
+    """What a backend knows of an invoice it minted.
+
+    Only ``PENDING`` means "unpaid, nothing in flight": the one state in which an invoice may be
+    handed out again. ``ACCEPTED`` (LND holds an HTLC for it, settlement pending) is neither
+    paid nor reusable.
+    """
 
     PENDING = "pending"
+    ACCEPTED = "accepted"
     PAID = "paid"
     EXPIRED = "expired"
     UNKNOWN = "unknown"

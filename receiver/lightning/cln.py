@@ -17,11 +17,9 @@ Follows Core Lightning's documentation:
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Annotated, ClassVar
 
-import httpx
 from pydantic import BaseModel, BeforeValidator, StrictInt
 from pydantic_settings import SettingsConfigDict
 
@@ -33,7 +31,6 @@ from receiver.lightning._http import (
     NonEmptySecret,
     header_auth_client,
     is_payment_hash,
-    time_left,
 )
 from receiver.lightning.base import (
     BackendConfig,
@@ -45,6 +42,7 @@ from receiver.lightning.base import (
     Network,
     NodeInfo,
 )
+from receiver.outbound import Answer
 
 
 class ClnConfig(HttpBackendConfig):
@@ -102,14 +100,14 @@ class ClnBackend(HttpBackend):
             error_hook=self._rpc_error,
         )
 
-    def _rpc_error(self, response: httpx.Response, backend: str) -> BackendError | None:
+    def _rpc_error(self, answer: Answer, backend: str) -> BackendError | None:
         """clnrest answers an RPC error with HTTP 500 and the RPC error object: that is a
         refusal of this request (duplicate label, bad amount...), not an unavailable node."""
-        if response.status_code != 500:
+        if answer.status != 500:
             return None
         try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = answer.json()
+        except ValueError:
             return None
         if isinstance(body, dict) and isinstance(body.get("code"), int) and "message" in body:
             message = self._http.clean(str(body["message"]))
@@ -136,7 +134,7 @@ class ClnBackend(HttpBackend):
             "description": memo,
             "expiry": int(expiry),
         }
-        data = await self._http.request("POST", "/v1/invoice", json_body=body, timeout=time_left())
+        data = await self._http.request("POST", "/v1/invoice", json_body=body)
         answer = self._http.parse(_InvoiceAnswer, data, "invoice")
         return MintedInvoice(
             bolt11=answer.bolt11, payment_hash=answer.payment_hash, node_id=self._node_id
@@ -149,7 +147,6 @@ class ClnBackend(HttpBackend):
             "POST",
             "/v1/listinvoices",
             json_body={"payment_hash": payment_hash.lower()},
-            timeout=time_left(),
         )
         listed = self._http.parse(_ListInvoices, data, "listinvoices")
         if not listed.invoices:
@@ -165,7 +162,7 @@ class ClnBackend(HttpBackend):
         return InvoiceStatus(InvoiceState.UNKNOWN)
 
     async def info(self) -> NodeInfo:
-        data = await self._http.request("POST", "/v1/getinfo", json_body={}, timeout=time_left())
+        data = await self._http.request("POST", "/v1/getinfo", json_body={})
         info = self._http.parse(_GetInfo, data, "getinfo")
         self._node_id = info.id.lower() or None
         return NodeInfo(

@@ -25,7 +25,6 @@ from receiver.lightning._http import (
     HttpBackendConfig,
     basic_auth_client,
     is_payment_hash,
-    time_left,
 )
 from receiver.lightning.base import (
     BackendConfig,
@@ -92,7 +91,7 @@ class EclairBackend(HttpBackend):
             form["descriptionHash"] = description_hash.hex()
         else:
             form["description"] = memo
-        data = await self._http.request("POST", "/createinvoice", form=form, timeout=time_left())
+        data = await self._http.request("POST", "/createinvoice", form=form)
         created = self._http.parse(_Created, data, "createinvoice")
         return MintedInvoice(
             bolt11=created.serialized,
@@ -107,7 +106,6 @@ class EclairBackend(HttpBackend):
             "POST",
             "/getreceivedinfo",
             form={"paymentHash": payment_hash.lower()},
-            timeout=time_left(),
         )
         if data is None:
             return InvoiceStatus(InvoiceState.UNKNOWN)
@@ -122,7 +120,7 @@ class EclairBackend(HttpBackend):
         return InvoiceStatus(InvoiceState.UNKNOWN)
 
     async def info(self) -> NodeInfo:
-        data = await self._http.request("POST", "/getinfo", timeout=time_left())
+        data = await self._http.request("POST", "/getinfo")
         info = self._http.parse(_GetInfo, data, "getinfo")
         return NodeInfo(
             node_id=info.nodeId.lower(),

@@ -10,12 +10,18 @@ passes verification (``receiver.verify``):
   cool-down, one half-open probe) is skipped at once (``backend.circuit_open``);
 - every other backend gets a share of what is left of the deadline: what is left divided by the
   number of backends still able to answer (this one included), so a hung primary cannot eat the
-  secondary's time, and one that fails fast hands its unused share on. The share is both an
-  ``asyncio.timeout`` and the ``_http`` deadline its HTTP calls read;
+  secondary's time, and one that fails fast hands its unused share on. The share is one
+  ``asyncio.timeout`` around the attempt (its calls and the invoice's verification): the one
+  value that bounds it, whatever the backend does inside;
 - an invoice that fails verification is a fault of its backend (it counts against its breaker)
   and never leaves.
 
 When no backend succeeds, ``MintUnavailable`` (503) lists one machine code per backend.
+
+``start_identity`` (called at start by ``receiver.services``) asks every backend who it is
+(``info``), so that the invoices' payee check against the node key is on from the first mint,
+not only once someone asked ``/readyz``. It waits ``IDENTITY_WAIT`` seconds at most; a node down
+at start keeps being asked in the background, with back-off, until it answers.
 """
 
 from __future__ import annotations
@@ -35,16 +41,19 @@ from receiver.errors import (
     BackendTimeout,
     MintUnavailable,
 )
-from receiver.lightning._http import deadline
 from receiver.lightning.base import LightningBackend, Network
 from receiver.lightning.breaker import BreakerState, CircuitBreaker, counts_as_failure
 from receiver.logs import get_logger
+from receiver.retry import RetryPolicy
 from receiver.verify import DecodedInvoice, Expectation, verify_invoice
 
 log = get_logger("failover")
 
-HTTP_MARGIN = 0.02
-"""Seconds by which an attempt's HTTP deadline precedes its hard bound."""
+IDENTITY_WAIT = 1.0
+"""Seconds the start waits for the backends' ``info`` before serving without the slow ones."""
+IDENTITY_CALL = 5.0
+"""Bound of one ``info`` call at start or in the background."""
+IDENTITY_RETRY = RetryPolicy(max_attempts=None, base=1.0, cap=60.0)
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ class BackendChain:
         breaker_threshold: int = 3,
         breaker_cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        identity_retry: RetryPolicy = IDENTITY_RETRY,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend is required")
@@ -95,6 +105,53 @@ class BackendChain:
         self.breakers = {
             name: CircuitBreaker(breaker_threshold, breaker_cooldown, clock) for name in names
         }
+        self._identity: list[asyncio.Task[None]] = []
+        self._identity_retry = identity_retry
+
+    async def start_identity(self, wait: float = IDENTITY_WAIT) -> None:
+        """Ask each backend's ``info`` (see the module docstring); returns within ``wait`` s."""
+        self._identity = [
+            asyncio.create_task(self._learn(b), name=f"identity-{b.name}") for b in self.backends
+        ]
+        await asyncio.wait(self._identity, timeout=wait)
+
+    async def stop_identity(self) -> None:
+        """Stop asking the backends that had not answered yet."""
+        for task in self._identity:
+            task.cancel()
+        await asyncio.gather(*self._identity, return_exceptions=True)
+        self._identity = []
+
+    async def _learn(self, backend: LightningBackend) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with asyncio.timeout(IDENTITY_CALL):
+                    info = await backend.info()
+            except Exception as exc:  # down, hung or broken: asked again later, never fatal
+                retry = self._identity_retry
+                delay = retry.next_delay(attempt)
+                if delay is None:
+                    return  # a policy with an attempt limit: served without this node's key
+
+                log.warning(
+                    "backend.identity_unknown",
+                    backend=backend.name,
+                    error=getattr(exc, "error_code", type(exc).__name__),
+                    retry_in=round(delay, 1),
+                )
+                await asyncio.sleep(delay)
+                continue
+            if info.network is not None and info.network is not self.network:
+                log.error(
+                    "backend.wrong_network",
+                    backend=backend.name,
+                    network=info.network.value,
+                    expected=self.network.value,
+                )
+            log.info("backend.identity", backend=backend.name, node_id=info.node_id)
+            return
 
     def by_name(self, name: str) -> LightningBackend | None:
         return next((b for b in self.backends if b.name == name), None)
@@ -195,24 +252,19 @@ class BackendChain:
         budget: float,
     ) -> DecodedInvoice:
         try:
-            # HTTP backends stop a moment before the hard bound and report a clean timeout;
-            # the hard bound (asyncio.timeout) covers backends that do not use ``_http``.
-            with deadline(max(budget - HTTP_MARGIN, 0.0)):
-                async with asyncio.timeout(budget):
-                    minted = await backend.create_invoice(
-                        amount_msat, memo, expiry, description_hash
-                    )
-                    expect = Expectation(
-                        network=self.network,
-                        amount_msat=amount_msat,
-                        payment_hash=minted.payment_hash,
-                        node_id=minted.node_id,
-                        description_hash=description_hash.hex() if description_hash else None,
-                        min_validity=self.min_validity,
-                    )
-                    # Inline: 0.1-0.4 ms of CPU, and a thread hop would cost as much (the GIL
-                    # gives pure-Python work no parallelism anyway).
-                    return verify_invoice(minted.bolt11, expect, time.time())
+            async with asyncio.timeout(budget):
+                minted = await backend.create_invoice(amount_msat, memo, expiry, description_hash)
+                expect = Expectation(
+                    network=self.network,
+                    amount_msat=amount_msat,
+                    payment_hash=minted.payment_hash,
+                    node_id=minted.node_id,
+                    description_hash=description_hash.hex() if description_hash else None,
+                    min_validity=self.min_validity,
+                )
+                # Inline: 0.1-0.4 ms of CPU, and a thread hop would cost as much (the GIL
+                # gives pure-Python work no parallelism anyway).
+                return verify_invoice(minted.bolt11, expect, time.time())
         except TimeoutError as exc:
             raise BackendTimeout(
                 f"{backend.name} did not answer within {budget:.2f} s", backend=backend.name

@@ -12,6 +12,15 @@ Follows the LNURL specifications (https://github.com/lnurl/luds):
   "preimage", "pr"}``. Without one (LNbits' own addresses offer none) the status is ``unknown``.
   Verify URLs are kept in ``<data_dir>/lnaddress-verify.sqlite3``, so they outlive a restart.
 
+Egress rules: a remote LNURL service chooses the ``callback`` and ``verify`` URLs and may answer
+with redirects; by default none of them may lead to a loopback, private, link-local, multicast or
+otherwise non-public address (checked on the addresses the host name resolves to, and again on
+every redirect target), so a remote service cannot make the receiver call services on its own
+LAN. ``RECEIVER_LNADDRESS_ALLOW_PRIVATE=true`` lifts this for a LAN setup (and tests). The
+configured URL itself is the operator's choice and is not checked. The check resolves the name
+itself: a DNS answer that changes between the check and httpx's own lookup (rebinding) is not
+covered.
+
 ``lnurl`` parses identifiers and validates every answer (its pydantic models); the HTTP calls go
 through ``_http`` like every other backend, so they share the deadline and the error mapping
 (``lnurl``'s own helpers open a client per call, fix a 5 s timeout and fold every failure into
@@ -23,13 +32,16 @@ one exception type). ``lnurl`` accepts plain ``http://`` only for ``localhost``,
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import socket
 import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import httpx
 import lnurl
@@ -39,7 +51,7 @@ from pydantic_settings import SettingsConfigDict
 from receiver.amounts import Msat
 from receiver.db.sqlite_conn import SqliteThread
 from receiver.errors import BackendProtocolError, BackendRejected, InvalidInvoice
-from receiver.lightning._http import HttpBackend, HttpBackendClient, HttpBackendConfig, time_left
+from receiver.lightning._http import HttpBackend, HttpBackendClient, HttpBackendConfig
 from receiver.lightning.base import (
     BackendConfig,
     BackendContext,
@@ -50,6 +62,7 @@ from receiver.lightning.base import (
     NodeInfo,
 )
 from receiver.logs import get_logger
+from receiver.outbound import TargetRefused
 from receiver.verify import decode_invoice
 
 log = get_logger("lnaddress")
@@ -82,12 +95,58 @@ class LnAddressConfig(HttpBackendConfig):
     model_config = SettingsConfigDict(env_prefix="RECEIVER_")
 
     lnaddress: str
+    lnaddress_allow_private: bool = False
+    """``RECEIVER_LNADDRESS_ALLOW_PRIVATE``: let callbacks, verify URLs and redirects reach
+    loopback and private addresses (a LAN setup; tests)."""
 
     @field_validator("lnaddress")
     @classmethod
     def _resolvable(cls, value: str) -> str:
         pay_url(value)
         return value.strip()
+
+
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""Host name and port -> the IP addresses a connection could go to."""
+
+
+async def system_resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+@dataclass
+class EgressRules:
+    """Where a remote LNURL service may send this receiver (see the module docstring)."""
+
+    allow_private: bool = False
+    resolve: Resolver = system_resolve
+
+    async def check(self, url: httpx.URL) -> None:
+        """Raise ``TargetRefused`` when ``url``'s host is or resolves to a non-public address."""
+        if self.allow_private:
+            return
+        host = url.host
+        try:
+            addresses = [ipaddress.ip_address(host.split("%")[0])]
+        except ValueError:
+            try:
+                found = await self.resolve(host, url.port or (443 if url.scheme == "https" else 80))
+            except OSError:
+                return  # unresolvable: the connection fails on its own, as unavailable
+            addresses = [ipaddress.ip_address(a.split("%")[0]) for a in found]
+        for address in addresses:
+            if not _public(address):
+                raise TargetRefused(
+                    f"{host} is a non-public address ({address}); set"
+                    " RECEIVER_LNADDRESS_ALLOW_PRIVATE=true to allow it"
+                )
 
 
 @dataclass(frozen=True)
@@ -106,6 +165,16 @@ CREATE TABLE IF NOT EXISTS verify_urls (
 );
 CREATE INDEX IF NOT EXISTS verify_urls_expires_at ON verify_urls (expires_at);
 """
+
+
+class VerifyUrlStore(Protocol):
+    """Where LUD-21 verify URLs are kept by payment hash (swap in a database-backed one here)."""
+
+    async def add(self, payment_hash: str, tracked: _Tracked) -> None: ...
+
+    async def get(self, payment_hash: str) -> _Tracked | None: ...
+
+    def close(self) -> None: ...
 
 
 class _VerifyUrls:
@@ -199,10 +268,24 @@ class LnAddressBackend(HttpBackend):
         self.name = "lnaddress"
         self.identifier = config.lnaddress
         self.url = pay_url(config.lnaddress)
-        # Redirects are allowed: LNURL services commonly move their endpoints.
-        self._http = HttpBackendClient(self.name, "", follow_redirects=True)
+        self.egress = EgressRules(allow_private=config.lnaddress_allow_private)
+        # Redirects are allowed: LNURL services commonly move their endpoints. Each is checked.
+        self._http = HttpBackendClient(
+            self.name, "", follow_redirects=True, check=self._check_target
+        )
         self._pay_request: tuple[float, lnurl.LnurlPayResponse] | None = None
-        self._verify_urls = _VerifyUrls(context.data_dir)
+        self._verify_urls: VerifyUrlStore = _VerifyUrls(context.data_dir)
+
+    async def _check_target(self, url: httpx.URL) -> None:
+        await self.egress.check(url)
+
+    async def _get_remote(self, url: str) -> Any:
+        """GET a URL the remote service chose (callback, verify): egress rules first."""
+        try:
+            await self.egress.check(httpx.URL(url))
+        except (TargetRefused, httpx.InvalidURL) as exc:
+            raise self._http.failure(exc, url) from exc
+        return await self._http.request("GET", url)
 
     def __repr__(self) -> str:
         return f"LnAddressBackend(url={self.url!r})"
@@ -229,7 +312,7 @@ class LnAddressBackend(HttpBackend):
                 backend=self.name,
             )
         callback = httpx.URL(str(pay.callback)).copy_merge_params({"amount": int(amount_msat)})
-        data = await self._http.request("GET", str(callback), timeout=time_left())
+        data = await self._get_remote(str(callback))
         action = self._parse_action(data)
         bolt11 = str(action.pr)
         decoded = decode_invoice(bolt11)
@@ -264,7 +347,7 @@ class LnAddressBackend(HttpBackend):
             tracked = None
         if tracked is None:
             return InvoiceStatus(InvoiceState.UNKNOWN)
-        data = await self._http.request("GET", tracked.verify_url, timeout=time_left())
+        data = await self._get_remote(tracked.verify_url)
         if isinstance(data, dict) and str(data.get("status", "")).upper() == "ERROR":
             return InvoiceStatus(InvoiceState.UNKNOWN)
         try:
@@ -290,7 +373,7 @@ class LnAddressBackend(HttpBackend):
         now = time.monotonic()
         if self._pay_request is not None and self._pay_request[0] > now:
             return self._pay_request[1]
-        data = await self._http.request("GET", self.url, timeout=time_left())
+        data = await self._http.request("GET", self.url)
         self._raise_lnurl_error(data)
         if not isinstance(data, dict) or data.get("tag") != "payRequest":
             raise BackendProtocolError(

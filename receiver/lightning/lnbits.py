@@ -20,7 +20,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import ClassVar
 
-import httpx
 from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
 
@@ -33,7 +32,6 @@ from receiver.lightning._http import (
     header_auth_client,
     is_payment_hash,
     node_message,
-    time_left,
 )
 from receiver.lightning.base import (
     BackendConfig,
@@ -44,6 +42,7 @@ from receiver.lightning.base import (
     MintedInvoice,
     NodeInfo,
 )
+from receiver.outbound import Answer
 
 
 class LnbitsConfig(HttpBackendConfig):
@@ -76,9 +75,9 @@ class _Wallet(BaseModel):
     name: str = ""
 
 
-def _unknown_key(response: httpx.Response, backend: str) -> BackendError | None:
+def _unknown_key(answer: Answer, backend: str) -> BackendError | None:
     # LNbits answers a key it does not know with 404 "Wallet not found." rather than 401.
-    if response.status_code == 404 and "wallet not found" in node_message(response).lower():
+    if answer.status == 404 and "wallet not found" in node_message(answer).lower():
         return BackendAuthError(f"{backend}: LNbits does not know this key", backend=backend)
     return None
 
@@ -113,18 +112,14 @@ class LnbitsBackend(HttpBackend):
             body["description_hash"] = description_hash.hex()
         else:
             body["memo"] = memo
-        data = await self._http.request(
-            "POST", "/api/v1/payments", json_body=body, timeout=time_left()
-        )
+        data = await self._http.request("POST", "/api/v1/payments", json_body=body)
         created = self._http.parse(_Created, data, "create invoice")
         return MintedInvoice(bolt11=created.bolt11, payment_hash=created.payment_hash)
 
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
         if not is_payment_hash(payment_hash):
             return InvoiceStatus(InvoiceState.UNKNOWN)
-        data = await self._http.lookup(
-            "GET", f"/api/v1/payments/{payment_hash.lower()}", timeout=time_left()
-        )
+        data = await self._http.lookup("GET", f"/api/v1/payments/{payment_hash.lower()}")
         if data is None:
             return InvoiceStatus(InvoiceState.UNKNOWN)
         status = self._http.parse(_Status, data, "payment status")
@@ -144,6 +139,6 @@ class LnbitsBackend(HttpBackend):
 
     async def info(self) -> NodeInfo:
         # LNbits does not say which node funds it nor on which network: minting tells.
-        data = await self._http.request("GET", "/api/v1/wallet", timeout=time_left())
+        data = await self._http.request("GET", "/api/v1/wallet")
         wallet = self._http.parse(_Wallet, data, "wallet")
         return NodeInfo(node_id=None, network=None, alias=wallet.name or None)

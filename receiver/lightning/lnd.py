@@ -36,7 +36,6 @@ from receiver.lightning._http import (
     HttpBackendConfig,
     header_auth_client,
     is_payment_hash,
-    time_left,
 )
 from receiver.lightning.base import (
     BackendConfig,
@@ -155,7 +154,7 @@ class LndBackend(HttpBackend):
             body["description_hash"] = base64.b64encode(description_hash).decode("ascii")
         else:
             body["memo"] = memo
-        data = await self._http.request("POST", "/v1/invoices", json_body=body, timeout=time_left())
+        data = await self._http.request("POST", "/v1/invoices", json_body=body)
         answer = self._http.parse(_AddInvoiceAnswer, data, "AddInvoice")
         try:
             payment_hash = _b64_to_hex(answer.r_hash)
@@ -168,14 +167,16 @@ class LndBackend(HttpBackend):
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
         if not is_payment_hash(payment_hash):
             return InvoiceStatus(InvoiceState.UNKNOWN)
-        data = await self._http.lookup(
-            "GET", f"/v1/invoice/{payment_hash.lower()}", timeout=time_left()
-        )
+        data = await self._http.lookup("GET", f"/v1/invoice/{payment_hash.lower()}")
         if data is None:
             return InvoiceStatus(InvoiceState.UNKNOWN)
         invoice = self._http.parse(_Invoice, data, "LookupInvoice")
         if invoice.state == "SETTLED":
             return InvoiceStatus(InvoiceState.PAID, paid_msat=Msat(invoice.amt_paid_msat))
+        if invoice.state == "ACCEPTED":
+            # An HTLC is held for it (hold invoice, or settlement under way): paid soon, or
+            # cancelled; in neither case may it be handed out again.
+            return InvoiceStatus(InvoiceState.ACCEPTED)
         if invoice.state == "CANCELED":
             # LND cancels an invoice when it expires (or when asked to): it can no longer be paid.
             return InvoiceStatus(InvoiceState.EXPIRED)
@@ -184,7 +185,7 @@ class LndBackend(HttpBackend):
         return InvoiceStatus(InvoiceState.PENDING)
 
     async def info(self) -> NodeInfo:
-        data = await self._http.request("GET", "/v1/getinfo", timeout=time_left())
+        data = await self._http.request("GET", "/v1/getinfo")
         info = self._http.parse(_GetInfo, data, "GetInfo")
         network = next(
             (Network.from_node_name(c.network) for c in info.chains if c.chain == "bitcoin"),

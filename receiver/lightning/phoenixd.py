@@ -29,7 +29,6 @@ from receiver.lightning._http import (
     HttpBackendConfig,
     basic_auth_client,
     is_payment_hash,
-    time_left,
 )
 from receiver.lightning.base import (
     BackendConfig,
@@ -103,7 +102,7 @@ class PhoenixdBackend(HttpBackend):
             )
         else:
             form["description"] = memo
-        data = await self._http.request("POST", "/createinvoice", form=form, timeout=time_left())
+        data = await self._http.request("POST", "/createinvoice", form=form)
         created = self._http.parse(_Created, data, "createinvoice")
         return MintedInvoice(
             bolt11=created.serialized, payment_hash=created.paymentHash, node_id=self._node_id
@@ -112,9 +111,7 @@ class PhoenixdBackend(HttpBackend):
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
         if not is_payment_hash(payment_hash):
             return InvoiceStatus(InvoiceState.UNKNOWN)
-        data = await self._http.lookup(
-            "GET", f"/payments/incoming/{payment_hash.lower()}", timeout=time_left()
-        )
+        data = await self._http.lookup("GET", f"/payments/incoming/{payment_hash.lower()}")
         if data is None:
             return InvoiceStatus(InvoiceState.UNKNOWN)
         incoming = self._http.parse(_Incoming, data, "incoming payment")
@@ -131,7 +128,7 @@ class PhoenixdBackend(HttpBackend):
         return InvoiceStatus(InvoiceState.PENDING)
 
     async def info(self) -> NodeInfo:
-        data = await self._http.request("GET", "/getinfo", timeout=time_left())
+        data = await self._http.request("GET", "/getinfo")
         info = self._http.parse(_GetInfo, data, "getinfo")
         self._node_id = info.nodeId.lower() or None
         return NodeInfo(node_id=self._node_id, network=Network.from_node_name(info.chain))

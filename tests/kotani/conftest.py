@@ -23,7 +23,7 @@ import pytest
 from bolt11.models.tags import TagChar, Tags
 from pydantic import SecretStr
 
-from receiver.kotani.client import KotaniClient, RetryPolicy
+from receiver.kotani.client import RETRY, KotaniClient
 
 BASE = "https://sandbox-api.kotanipay.com"
 API_KEY = "kp_test_SECRET_4f9a2c71e0"
@@ -144,7 +144,11 @@ def sleeps() -> Sleeps:
 @pytest.fixture
 async def kotani(sleeps: Sleeps) -> AsyncIterator[KotaniClient]:
     async with KotaniClient(
-        BASE, SecretStr(API_KEY), 5.0, retry=RetryPolicy(attempts=3), sleep=sleeps
+        BASE,
+        SecretStr(API_KEY),
+        5.0,
+        retry=RETRY,
+        sleep=sleeps,
     ) as client:
         yield client
 

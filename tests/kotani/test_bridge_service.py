@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from receiver.kotani.bridge_rules import (
     RegeneratedTooRecently,
     RegenerationLimitReached,
 )
-from receiver.kotani.client import KotaniClient, RetryPolicy
+from receiver.kotani.client import RETRY, KotaniClient
 from receiver.kotani.errors import KotaniTimeout
 from receiver.kotani.models import Chain, DepositStatus, RefundConfig
 from receiver.kotani.models_db import BridgeEventKind, DepositOrigin
@@ -174,7 +175,11 @@ async def client() -> AsyncIterator[KotaniClient]:
         return None
 
     async with KotaniClient(
-        BASE, SecretStr(API_KEY), 5.0, retry=RetryPolicy(attempts=2), sleep=no_sleep
+        BASE,
+        SecretStr(API_KEY),
+        5.0,
+        retry=replace(RETRY, max_attempts=2),
+        sleep=no_sleep,
     ) as kotani:
         yield kotani
 

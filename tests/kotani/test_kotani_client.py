@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -20,7 +21,8 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from receiver.errors import ConfigError, ReceiverError, ValidationFailed
-from receiver.kotani.client import KotaniClient, RetryPolicy
+from receiver.kotani.client import RETRY as POLICY
+from receiver.kotani.client import KotaniClient
 from receiver.kotani.errors import (
     KotaniBadRequest,
     KotaniError,
@@ -327,7 +329,7 @@ async def test_server_error_on_get_is_retried_then_succeeds(
     assert status.kotani_reference_id == "KOTANI-REF-789"
     assert route.call_count == 3
     assert len(sleeps.delays) == 2
-    assert all(0 <= d <= RetryPolicy().cap for d in sleeps.delays)
+    assert all(0 <= d <= POLICY.cap for d in sleeps.delays)
 
 
 async def test_server_error_on_get_gives_up_after_the_attempts(
@@ -554,3 +556,17 @@ async def test_transport_is_pluggable(spec: Spec) -> None:
     ) as client:
         await client.bridge_rate(BridgeRateRequest(source_currency="KES", source_amount=Decimal(5)))
     assert [r.url.path for r in seen] == [RATE]
+
+
+async def test_a_hostile_answer_is_refused_unread_and_not_repeated(
+    kotani: KotaniClient, router: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    # Something in Kotani's place answers with stacked encodings (a gzip bomb's envelope).
+    bomb = gzip.compress(gzip.compress(json.dumps(envelope({})).encode()))
+    route = router.get(url__regex=r"/refund-status/").respond(
+        200, headers={"Content-Encoding": "gzip, gzip"}, content=bomb
+    )
+    with pytest.raises(KotaniProtocolError, match="refused unread") as caught:
+        await kotani.refund_status("R-1")
+    assert route.call_count == 1 and sleeps.delays == []
+    assert caught.value.code == "kotani.protocol"

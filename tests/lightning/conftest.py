@@ -16,7 +16,6 @@ import respx
 from receiver.lightning.base import BackendContext, Network
 from tests.lightning.lnbits_server import LnbitsServer, LnbitsUnavailable
 from tests.support.faulty import sign
-from tests.support.respx_backends import NAME as BACKENDS
 
 
 @pytest.fixture
@@ -75,6 +74,5 @@ def lnbits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LnbitsServer]:
 @pytest.fixture
 def router() -> Iterator[respx.MockRouter]:
     """respx that fails the test on an unmocked request and on a route never called."""
-    # The backends send through Http11Transport, which respx's default mocker would not see.
-    with respx.mock(assert_all_called=True, assert_all_mocked=True, using=BACKENDS) as mock:
+    with respx.mock(assert_all_called=True, assert_all_mocked=True) as mock:
         yield mock

@@ -9,11 +9,18 @@ from pathlib import Path
 import pytest
 
 from receiver.amounts import Msat
-from receiver.errors import MintUnavailable
-from receiver.lightning.base import BackendContext, Capabilities, LightningBackend, Network
+from receiver.errors import BackendUnavailable, MintUnavailable
+from receiver.lightning.base import (
+    BackendContext,
+    Capabilities,
+    LightningBackend,
+    Network,
+    NodeInfo,
+)
 from receiver.lightning.breaker import BreakerState
 from receiver.lightning.failover import BackendChain
 from receiver.lightning.fake import FakeBackend, FakeConfig
+from receiver.retry import RetryPolicy
 from tests.support.faulty import FaultyBackend
 
 
@@ -152,3 +159,57 @@ async def test_cancelled_probe_does_not_wedge_the_breaker(fake: FakeBackend) -> 
 def test_names_must_be_unique(fake: FakeBackend) -> None:
     with pytest.raises(ValueError, match="unique"):
         chain([fake, fake])
+
+
+class Shy(FakeBackend):
+    """A fake node whose ``info`` fails ``failures`` times first (down at start)."""
+
+    def __init__(self, fake: FakeBackend, failures: int) -> None:
+        self.__dict__.update(fake.__dict__)
+        self.failures = failures
+        self.asked = 0
+        self.known = asyncio.Event()
+
+    async def info(self) -> NodeInfo:
+        self.asked += 1
+        if self.asked <= self.failures:
+            raise BackendUnavailable("down at start", backend=self.name)
+        info = await super().info()
+        self.known.set()
+        return info
+
+
+async def test_node_identity_is_learnt_at_start_and_retried_in_the_background(
+    fake: FakeBackend,
+) -> None:
+    shy = Shy(fake, failures=2)
+    hung = FaultyBackend("hang", name="hung")
+    backends: list[LightningBackend] = [hung, shy]
+    chain = BackendChain(
+        backends,
+        network=Network.REGTEST,
+        min_validity=600,
+        identity_retry=RetryPolicy(max_attempts=None, base=0.01, cap=0.01),
+    )
+    await chain.start_identity(wait=0.05)  # returns although "hung" never answers
+    try:
+        await asyncio.wait_for(shy.known.wait(), 5)
+        assert shy.asked == 3  # twice down, then known: asked again, never given up
+    finally:
+        await chain.stop_identity()
+    assert all(task.done() for task in chain._identity) and not chain._identity
+
+
+async def test_an_identity_that_never_comes_is_not_fatal(fake: FakeBackend) -> None:
+    shy = Shy(fake, failures=10)
+    chain = BackendChain(
+        [shy],
+        network=Network.REGTEST,
+        min_validity=600,
+        identity_retry=RetryPolicy(max_attempts=3, base=0.01, cap=0.01),
+    )
+    await chain.start_identity(wait=1.0)
+    assert shy.asked == 3 and not shy.known.is_set()
+    minted = await mint(chain)  # minting works without the key (the payee check is then off)
+    assert minted.backend == shy.name
+    await chain.stop_identity()

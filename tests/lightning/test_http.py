@@ -1,4 +1,4 @@
-"""The shared HTTP plumbing against a real local server: timeouts, deadlines, error mapping."""
+"""The shared HTTP plumbing against a real local server: timeouts, error mapping, clipping."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from receiver.errors import (
     BackendTimeout,
     BackendUnavailable,
 )
-from receiver.lightning._http import HttpBackendClient, deadline, one_line, time_left
+from receiver.lightning._http import HttpBackendClient
+from receiver.outbound import clip
 from tests.support.server import free_port, serve_app
 
 SECRET = "s3cr3t-macaroon-hex-0011223344556677"
@@ -66,7 +67,9 @@ def node_app(release: asyncio.Event) -> Starlette:
 async def client() -> AsyncIterator[HttpBackendClient]:
     release = asyncio.Event()
     async with serve_app(node_app(release)) as url:
-        http = HttpBackendClient("node", url, headers={"X-Key": SECRET}, secrets=[SECRET])
+        http = HttpBackendClient(
+            "node", url, headers={"X-Key": SECRET}, secrets=[SECRET], timeout=0.5
+        )
         try:
             yield http
         finally:
@@ -75,14 +78,14 @@ async def client() -> AsyncIterator[HttpBackendClient]:
 
 
 async def test_json_answer_and_credential_header(client: HttpBackendClient) -> None:
-    answer = await client.request("POST", "/echo", json_body={"a": 1}, timeout=5)
+    answer = await client.request("POST", "/echo", json_body={"a": 1})
     assert answer == {"key": SECRET, "body": '{"a":1}'}
 
 
 async def test_hanging_node_times_out_on_time(client: HttpBackendClient) -> None:
     started = time.monotonic()
     with pytest.raises(BackendTimeout) as caught:
-        await client.request("GET", "/hang", timeout=0.5)
+        await client.request("GET", "/hang")
     elapsed = time.monotonic() - started
     assert 0.45 <= elapsed < 1.0
     assert caught.value.code == "backend.timeout"
@@ -90,24 +93,17 @@ async def test_hanging_node_times_out_on_time(client: HttpBackendClient) -> None
 
 
 async def test_slow_node_within_its_time_answers(client: HttpBackendClient) -> None:
-    assert await client.request("GET", "/slow", timeout=2) == {"ok": True}
+    assert await client.request("GET", "/slow") == {"ok": True}  # 0.3 s of its 0.5 s
 
 
-async def test_deadline_bounds_calls_and_no_time_left_sends_nothing(
-    client: HttpBackendClient,
-) -> None:
-    assert time_left(3.0) == 3.0
-    with deadline(0.4):
-        assert 0.3 < time_left() <= 0.4
-        with deadline(10):  # an inner deadline never extends the outer one
-            assert time_left() <= 0.4
-        started = time.monotonic()
-        with pytest.raises(BackendTimeout):
-            await client.request("GET", "/hang", timeout=time_left())
-        assert time.monotonic() - started < 0.6
-        assert time_left() == 0.0
-        with pytest.raises(BackendTimeout, match="no time left"):
-            await client.request("GET", "/echo", timeout=time_left())
+async def test_the_callers_one_scope_bounds_the_call(client: HttpBackendClient) -> None:
+    # What BackendChain does with a backend's share of the deadline: one asyncio.timeout,
+    # shorter than the client's own bound, cancels the call where it is.
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await client.request("GET", "/hang")
+    assert time.monotonic() - started < 0.4
 
 
 @pytest.mark.parametrize(
@@ -126,7 +122,7 @@ async def test_status_mapping_keeps_message_and_scrubs_secrets(
     client: HttpBackendClient, code: int, error: type[Exception]
 ) -> None:
     with pytest.raises(error) as caught:
-        await client.request("GET", f"/status/{code}", timeout=5)
+        await client.request("GET", f"/status/{code}")
     message = str(caught.value)
     assert SECRET not in message
     if code in (500, 502, 400, 404):
@@ -134,12 +130,12 @@ async def test_status_mapping_keeps_message_and_scrubs_secrets(
 
 
 async def test_allowed_status_returns_none(client: HttpBackendClient) -> None:
-    assert await client.request("GET", "/status/404", timeout=5, allow_status=(404,)) is None
+    assert await client.request("GET", "/status/404", allow_status=(404,)) is None
 
 
 async def test_non_json_is_protocol_error(client: HttpBackendClient) -> None:
     with pytest.raises(BackendProtocolError, match="not JSON"):
-        await client.request("GET", "/html", timeout=5)
+        await client.request("GET", "/html")
 
 
 async def test_refused_connection_is_unavailable() -> None:
@@ -147,13 +143,13 @@ async def test_refused_connection_is_unavailable() -> None:
     http = HttpBackendClient("node", f"http://127.0.0.1:{port}", headers={"X-Key": SECRET})
     try:
         with pytest.raises(BackendUnavailable, match=f"cannot connect to 127.0.0.1:{port}"):
-            await http.request("GET", "/x", timeout=2)
+            await http.request("GET", "/x")
     finally:
         await http.aclose()
     assert SECRET not in repr(http)
 
 
-def test_one_line_trims_and_scrubs() -> None:
-    text = one_line("line one\n  line two " + SECRET + " " + "x" * 500, [SECRET])
+def test_clip_trims_and_scrubs() -> None:
+    text = clip("line one\n  line two " + SECRET + " " + "x" * 500, [SECRET])
     assert "\n" not in text and SECRET not in text and len(text) <= 200
     assert text.startswith("line one line two ***")

@@ -20,9 +20,15 @@ import respx
 from bolt11.models.tags import TagChar, Tags
 
 from receiver.amounts import Msat
-from receiver.errors import BackendProtocolError, BackendRejected, InvalidInvoice
+from receiver.errors import BackendHostile, BackendProtocolError, BackendRejected, InvalidInvoice
 from receiver.lightning.base import BackendContext, InvoiceState
-from receiver.lightning.lnaddress import LnAddressBackend, LnAddressConfig, pay_url
+from receiver.lightning.lnaddress import (
+    EgressRules,
+    LnAddressBackend,
+    LnAddressConfig,
+    Resolver,
+    pay_url,
+)
 
 ADDRESS = "refunds@pay.example.com"
 WELL_KNOWN = "https://pay.example.com/.well-known/lnurlp/refunds"
@@ -69,9 +75,28 @@ def invoice(
 METADATA_HASH = hashlib.sha256(METADATA.encode()).hexdigest()
 
 
+def resolver(*addresses: str) -> Resolver:
+    """A DNS stand-in: every name resolves to ``addresses`` (no lookup leaves the machine)."""
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return list(addresses)
+
+    return resolve
+
+
+PUBLIC = resolver("93.184.216.34")
+
+
+def lnaddress(context: BackendContext, *, allow_private: bool = False) -> LnAddressBackend:
+    config = LnAddressConfig(lnaddress=ADDRESS, lnaddress_allow_private=allow_private)
+    backend = LnAddressBackend(config, context)
+    backend.egress.resolve = PUBLIC
+    return backend
+
+
 @pytest.fixture
 def backend(context: BackendContext) -> LnAddressBackend:
-    return LnAddressBackend(LnAddressConfig(lnaddress=ADDRESS), context)
+    return lnaddress(context)
 
 
 def test_identifiers_resolve_through_lnurl() -> None:
@@ -239,26 +264,47 @@ async def test_a_redirect_loop_is_a_protocol_error(
     assert loop.call_count == 6
 
 
-async def test_a_redirect_from_https_to_plain_http_is_refused(
-    router: respx.MockRouter, backend: LnAddressBackend
+@pytest.mark.parametrize(
+    ("location", "error", "match"),
+    [
+        ("http://pay.example.com/lnurlp/x", BackendProtocolError, "from https to http refused"),
+        # The egress rules see every redirect target before it is requested.
+        ("https://10.0.0.7/lnurlp/x", BackendHostile, "non-public address"),
+    ],
+    ids=["https-to-http", "to-the-lan"],
+)
+async def test_a_redirect_is_refused_before_it_is_followed(
+    router: respx.MockRouter,
+    backend: LnAddressBackend,
+    location: str,
+    error: type[Exception],
+    match: str,
 ) -> None:
-    router.get(WELL_KNOWN).respond(302, headers={"Location": "http://pay.example.com/lnurlp/x"})
-    with pytest.raises(BackendProtocolError, match="redirect from https to http refused"):
+    router.get(WELL_KNOWN).respond(302, headers={"Location": location})
+    with pytest.raises(error, match=match):
         await backend.create_invoice(Msat(3000), "ignored", 3600)
+
+
+def offer_verify(
+    router: respx.MockRouter, node_key: coincurve.PrivateKey, verify: str
+) -> tuple[str, str]:
+    """The service mints a 4000 msat invoice and offers ``verify`` for it (LUD-21)."""
+    bolt, payment_hash = invoice(node_key, 4000, METADATA_HASH)
+    router.get(WELL_KNOWN).respond(200, json=pay_request())
+    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(
+        200, json={"pr": bolt, "verify": verify}
+    )
+    return bolt, payment_hash
 
 
 async def test_verify_urls_outlive_a_restart(
     router: respx.MockRouter, context: BackendContext, node_key: coincurve.PrivateKey
 ) -> None:
-    bolt, payment_hash = invoice(node_key, 4000, METADATA_HASH)
-    router.get(WELL_KNOWN).respond(200, json=pay_request())
-    router.get(url__startswith="https://pay.example.com/lnurlp/cb").respond(
-        200, json={"pr": bolt, "verify": VERIFY}
-    )
+    bolt, payment_hash = offer_verify(router, node_key, VERIFY)
     verify = router.get(VERIFY).respond(
         200, json={"status": "OK", "settled": True, "preimage": "aa" * 32, "pr": bolt}
     )
-    first = LnAddressBackend(LnAddressConfig(lnaddress=ADDRESS), context)
+    first = lnaddress(context)
     try:
         await first.create_invoice(Msat(4000), "ignored", 3600)
     finally:
@@ -266,7 +312,7 @@ async def test_verify_urls_outlive_a_restart(
     kept = context.data_dir / "lnaddress-verify.sqlite3"
     assert kept.stat().st_mode & 0o777 == 0o600
 
-    restarted = LnAddressBackend(LnAddressConfig(lnaddress=ADDRESS), context)
+    restarted = lnaddress(context)
     try:
         status = await restarted.invoice_status(payment_hash.upper())
         unknown = await restarted.invoice_status("ef" * 32)
@@ -275,3 +321,61 @@ async def test_verify_urls_outlive_a_restart(
     assert status.state is InvoiceState.PAID and status.paid_msat == 4000
     assert unknown.state is InvoiceState.UNKNOWN
     assert verify.call_count == 1
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        "https://127.0.0.1/cb",
+        "https://10.1.2.3/cb",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/cb",
+        "https://[::ffff:192.168.1.1]/cb",
+        "https://224.0.0.1/cb",
+    ],
+    ids=["loopback", "private", "link-local", "ipv6-loopback", "mapped-private", "multicast"],
+)
+async def test_a_callback_to_a_non_public_address_is_never_called(
+    router: respx.MockRouter, backend: LnAddressBackend, callback: str
+) -> None:
+    router.get(WELL_KNOWN).respond(200, json=pay_request(callback=callback))
+    with pytest.raises(BackendHostile, match="non-public address"):
+        await backend.create_invoice(Msat(3000), "ignored", 3600)
+    # assert_all_mocked: a request to the callback would have failed the test on its own.
+
+
+async def test_a_callback_whose_name_resolves_to_the_lan_is_never_called(
+    router: respx.MockRouter, backend: LnAddressBackend
+) -> None:
+    router.get(WELL_KNOWN).respond(200, json=pay_request(callback="https://intranet.test/cb"))
+    backend.egress.resolve = resolver("93.184.216.34", "192.168.0.10")  # one private is enough
+    with pytest.raises(BackendHostile, match=r"intranet\.test is a non-public address"):
+        await backend.create_invoice(Msat(3000), "ignored", 3600)
+
+
+async def test_a_verify_url_on_the_lan_is_never_called(
+    router: respx.MockRouter, backend: LnAddressBackend, node_key: coincurve.PrivateKey
+) -> None:
+    _, payment_hash = offer_verify(router, node_key, "https://verify.test/v")
+    await backend.create_invoice(Msat(4000), "ignored", 3600)
+    backend.egress.resolve = resolver("127.0.0.1")  # the name now points home
+    with pytest.raises(BackendHostile, match="non-public address"):
+        await backend.invoice_status(payment_hash)
+
+
+async def test_allow_private_lets_a_lan_callback_through(
+    router: respx.MockRouter, context: BackendContext, node_key: coincurve.PrivateKey
+) -> None:
+    backend = lnaddress(context, allow_private=True)
+    bolt, payment_hash = invoice(node_key, 3000, METADATA_HASH)
+    router.get(WELL_KNOWN).respond(200, json=pay_request(callback="https://10.1.2.3/cb"))
+    router.get(url__startswith="https://10.1.2.3/cb").respond(200, json={"pr": bolt})
+    minted = await backend.create_invoice(Msat(3000), "ignored", 3600)
+    assert minted.payment_hash == payment_hash
+
+
+def test_allow_private_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECEIVER_LNADDRESS", ADDRESS)
+    monkeypatch.setenv("RECEIVER_LNADDRESS_ALLOW_PRIVATE", "true")
+    assert LnAddressConfig(_env_file=None).lnaddress_allow_private is True  # type: ignore[call-arg]
+    assert EgressRules().allow_private is False

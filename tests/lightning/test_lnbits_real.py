@@ -110,7 +110,9 @@ async def test_lnbits_unknown_key_is_auth_error_without_the_key(
 async def test_lnaddress_mints_exact_amount_committed_to_metadata(
     lnbits: LnbitsServer, mainnet: BackendContext
 ) -> None:
-    backend = LnAddressBackend(LnAddressConfig(lnaddress=lnbits.lnurlp_url), mainnet)
+    backend = LnAddressBackend(
+        LnAddressConfig(lnaddress=lnbits.lnurlp_url, lnaddress_allow_private=True), mainnet
+    )
     try:
         minted = await backend.create_invoice(AMOUNT, "ignored by LNURL", 3600)
         info = await backend.info()
@@ -135,7 +137,9 @@ async def test_lnaddress_catches_a_service_that_rounds_to_sats(
     lnbits: LnbitsServer, mainnet: BackendContext
 ) -> None:
     # LNbits answers a 1,500 msat request with a 1 sat invoice: it must never be handed out.
-    backend = LnAddressBackend(LnAddressConfig(lnaddress=lnbits.lnurlp_url), mainnet)
+    backend = LnAddressBackend(
+        LnAddressConfig(lnaddress=lnbits.lnurlp_url, lnaddress_allow_private=True), mainnet
+    )
     try:
         with pytest.raises(InvalidInvoice) as caught:
             await backend.create_invoice(Msat(1_500), "x", 3600)

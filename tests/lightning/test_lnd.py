@@ -93,7 +93,8 @@ async def test_description_hash_is_base64_and_replaces_memo(
             None,
         ),
         ({"state": "CANCELED"}, InvoiceState.EXPIRED, None),
-        ({"state": "ACCEPTED"}, InvoiceState.PENDING, None),
+        # An HTLC in flight: neither paid nor "unpaid" (never handed out again).
+        ({"state": "ACCEPTED"}, InvoiceState.ACCEPTED, None),
     ],
 )
 async def test_lookup_invoice_states(
