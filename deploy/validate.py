@@ -254,6 +254,19 @@ def check_systemd() -> None:
     check(path, "hardening settings present, TimeoutStopSec above the shutdown grace", problems)
 
 
+def check_readme() -> None:
+    """deploy/README.md names every file shipped here (the table of what validates what)."""
+    path = DEPLOY / "README.md"
+    text = path.read_text()
+    files = sorted(
+        str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*")
+        if p.is_file() and p.name not in ("README.md", ".gitignore") and "__pycache__" not in p.parts
+    )
+    globbed = {"kubernetes": "kubernetes/*.yaml"}
+    missing = [f for f in files if f not in text and globbed.get(f.split("/")[0], f) not in text]
+    check(path, f"names all {len(files)} files of deploy/", [f"{f} not described" for f in missing])
+
+
 def main() -> int:
     check_alerts()
     check_dashboard(Path(sys.argv[1]))
@@ -261,6 +274,7 @@ def main() -> int:
     check_kubernetes()
     check_compose()
     check_systemd()
+    check_readme()
     return 1 if failures else 0
 
 
