@@ -81,13 +81,27 @@ def check_alerts() -> None:
         "503 rate": "receiver_http_responses_total",
     }
     problems += [f"no alert on {what} ({n})" for what, n in wanted.items() if n not in used]
+    tests = yaml.safe_load((DEPLOY / "prometheus" / "alerts.test.yaml").read_text())["tests"]
+    tested = {
+        case["alertname"]
+        for test in tests
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    problems += [
+        f"{r['alert']}: no test in alerts.test.yaml sees it fire"
+        for r in rules
+        if r["alert"] not in tested
+    ]
     problems += [
         f"{r['alert']}: needs labels.severity and annotations.summary"
         for r in rules
         if "severity" not in r.get("labels", {}) or "summary" not in r.get("annotations", {})
     ]
     check(
-        path, f"{len(rules)} alerts over known families, the four required ones present", problems
+        path,
+        f"{len(rules)} alerts over known families, the 4 required present, each tested",
+        problems,
     )
 
 
