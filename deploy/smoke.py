@@ -107,8 +107,8 @@ def main(venv_bin: Path, work: Path) -> int:
         if status == 404:
             print("  skip /metrics: the service does not serve it yet")
         else:
-            exposed = set(re.findall(r"^# TYPE (\S+)", text, re.M))
-            # prometheus-client declares a counter's family without "_total".
+            # A counter's TYPE line names it with or without "_total" (by client version).
+            exposed = {re.sub(r"_total$", "", n) for n in re.findall(r"^# TYPE (\S+)", text, re.M)}
             names = {re.sub(r"_total$", "", n) for n in FAMILIES}
             missing = sorted(n for n in names if n not in exposed)
             expect(
