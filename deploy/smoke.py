@@ -51,6 +51,7 @@ def main(venv_bin: Path, work: Path) -> int:
     env = {
         "PATH": f"{venv_bin}:/usr/bin:/bin",
         "HOME": str(work),
+        "TMPDIR": str(work),
         "RECEIVER_HOST": "127.0.0.1",
         "RECEIVER_PORT": str(port),
         "RECEIVER_DATA_DIR": str(work / "data"),
