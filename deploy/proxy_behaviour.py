@@ -16,7 +16,6 @@ import http.server
 import json
 import os
 import re
-import socket
 import ssl
 import subprocess
 import sys
@@ -24,15 +23,11 @@ import threading
 import time
 from pathlib import Path
 
+from validate import free_port  # deploy/ is on sys.path: run as deploy/proxy_behaviour.py
+
 DEPLOY = Path(__file__).resolve().parent
 TOKEN = "tok_" + "s" * 40
 KIB = 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Upstream(http.server.ThreadingHTTPServer):

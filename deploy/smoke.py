@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,18 +23,11 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from validate import FAMILIES, free_port  # deploy/ is on sys.path: run as deploy/smoke.py
 
 DEPLOY = Path(__file__).resolve().parent
-sys.path.insert(0, str(DEPLOY))
-from validate import FAMILIES  # noqa: E402
 
 GRACE = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,13 @@ def check(path: Path, what: str, problems: list[str]) -> None:
             print(f"FAIL {name}: {p}")
     else:
         print(f"ok   {name}: {what}")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (for the scripts that start servers)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def family(name: str) -> str:
