@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -120,7 +121,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         "proxy_headers": False,  # forwarded headers count only from RECEIVER_TRUSTED_PROXIES
         "server_header": False,
         "log_level": settings.log_level.lower(),
+        # SIGTERM: stop accepting, finish requests in flight within the grace period, then
+        # the lifespan stops the workers (events in hand finished or their leases released).
+        "timeout_graceful_shutdown": settings.shutdown_grace,
     }
+    # uvicorn re-raises the SIGTERM it handled once it has shut down, under whatever handler
+    # was there before it: with this no-op one, a graceful stop exits 0 (a service manager
+    # reads -15 as a failure and would restart or alert).
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     if args.workers == 1:
         uvicorn.run(create_app(settings), **options)
         return 0

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     public_url: AnyHttpUrl | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Addresses/networks of the reverse proxies whose X-Forwarded-For / X-Request-ID count."""
+    shutdown_grace: float = Field(20.0, gt=0, le=600)
+    """Seconds SIGTERM waits for requests in flight and events in hand before cutting them."""
     metrics_token: SecretStr | None = None
     """When set, GET /metrics needs ``Authorization: Bearer <token>``."""
     log_level: str = "info"

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.server import free_port
 
@@ -147,3 +148,37 @@ def test_on_a_terminal_the_new_token_url_is_shown_once(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
         os.close(master)
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
+    import json
+    import socket
+
+    port = free_port()
+    token = "serve-token-0123456789abcdef"
+    proc = start(tmp_path, port, RECEIVER_INVOICE_TOKENS=token, RECEIVER_SHUTDOWN_GRACE="10")
+    body = json.dumps({"amount_msat": 1000, "reference_id": "T-SIGTERM"}).encode()
+    # A request in flight: headers and half of the body sent when SIGTERM arrives.
+    conn = socket.create_connection(("127.0.0.1", port), timeout=15)
+    conn.sendall(
+        f"POST /invoices/{token} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10]
+    )
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    with pytest.raises(httpx.ConnectError):  # no longer accepting
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    conn.sendall(body[10:])
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    conn.close()
+    output, _ = proc.communicate(timeout=20)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert proc.returncode == 0, output
+    assert time.monotonic() - started < 10
