@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from receiver.console import console_routes
 from receiver.errors import ReceiverError
 from receiver.handlers.health import healthz, readyz
 from receiver.handlers.invoice_url import create_invoice
@@ -139,6 +140,7 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/refund-configs", handle_refund_configs, methods=["POST"]),
         *webhook_routes(),
+        *console_routes(settings),
     ]
 
     def valid_token(token: str) -> bool:
