@@ -283,7 +283,7 @@ class StoreData:
                 .order_by(WebhookEvent.id)
             ):
                 reported = _reported_status(body)
-                if reported and reference not in statuses:
+                if reported and reference is not None and reference not in statuses:
                     outcome[reference] = reported
             invoices: dict[str, list[InvoiceRecord]] = {}
             for invoice in (
