@@ -27,18 +27,18 @@ ARGS = [
     "--no-first-run",
 ]
 SHOTS = Path(__file__).parents[2] / "docs" / "console"
-
-if not CHROMIUM.exists():
-    message = f"{CHROMIUM} is missing: apt-get install -y chromium"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message, allow_module_level=True)
+HAVE_CHROMIUM = CHROMIUM.exists()
 
 async_api = pytest.importorskip("playwright.async_api")
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
+    if not HAVE_CHROMIUM:
+        message = f"{CHROMIUM} is missing: apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     async with async_api.async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
@@ -54,7 +54,7 @@ async def shot(page: Any, name: str) -> None:
 
 
 async def test_operator_follows_refunds_and_replays_a_dead_delivery(
-    seeded: Live, browser: Any
+    browser: Any, seeded: Live
 ) -> None:
     context = await browser.new_context(viewport={"width": 1100, "height": 800})
     page = await context.new_page()
@@ -135,7 +135,7 @@ async def test_operator_follows_refunds_and_replays_a_dead_delivery(
     await context.close()
 
 
-async def test_a_forged_form_is_refused_in_the_browser(seeded: Live, browser: Any) -> None:
+async def test_a_forged_form_is_refused_in_the_browser(browser: Any, seeded: Live) -> None:
     """A logged-in browser that posts a replay without the session's CSRF token gets a 403."""
     context = await browser.new_context()
     page = await context.new_page()
