@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     """Apprise URLs (comma-separated) that get one message per incident and one on resolve."""
     alert_after: float = Field(15.0, gt=0)
     """Minutes an ``invoice_needed`` may stay unsubmitted before it is an incident."""
+    alert_interval: float = Field(30.0, gt=0)
+    """Seconds between two checks for incidents."""
 
     @field_validator("backends", mode="before")
     @classmethod

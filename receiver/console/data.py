@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db import Database, InvoiceRecord
 from receiver.db.models import InvoiceStatusDB
@@ -51,6 +52,10 @@ REFUND_STATES = tuple(s.value for s in RefundState)
 EVENT_STATUSES = tuple(s.value for s in EventStatus)
 KOTANI_PAID = frozenset({"REVERSED", "REFUNDED", "SUCCESSFUL"})
 """Kotani statuses that mean the refund went out (``refund.completed`` carries REVERSED)."""
+ALERT_LOCK = 0x6B6F74616E69  # "kotani": the advisory lock of the replica that sends alerts
+AUTH_REFUSED = "%refused our API key%"
+"""How the handlers word Kotani's 401 in ``last_error`` (invoice_needed, refund.failed)."""
+INVOICE_NEEDED = "refund.lightning.invoice_needed"
 KOTANI_VERDICTS = ("refund.completed", "refund.failed")
 """Deliveries whose ``data.status`` is Kotani's word on a refund when no status update came."""
 
@@ -100,6 +105,17 @@ class ConsoleData(Protocol):
     async def export_refunds(self, since: datetime | None, state: str) -> list[dict[str, Any]]:
         """One reconciliation row per refund, with its ``mismatch`` flag."""
 
+    async def incidents(self, unsubmitted_after: timedelta) -> dict[str, str]:
+        """What is wrong now, ``key -> text``: dead deliveries, ``invoice_needed`` waiting
+        longer than ``unsubmitted_after``, failed refunds, open breakers, Kotani refusing our
+        key. A key stays the same while its incident lasts."""
+
+    async def lead_alerts(self) -> bool:
+        """True while this process is the one replica that sends alerts (held until close)."""
+
+    async def aclose(self) -> None:
+        """Give up what ``lead_alerts`` holds."""
+
 
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -140,6 +156,7 @@ class StoreData:
         self._services = services
         self._inbox = inbox
         self._readiness = readiness
+        self._lock: AsyncConnection | None = None
 
     @classmethod
     def of_app(cls, state: Any) -> StoreData:
@@ -434,3 +451,77 @@ class StoreData:
             }
             for d in deposits
         ]
+
+    # --- alerts -------------------------------------------------------------------------------
+
+    async def incidents(self, unsubmitted_after: timedelta) -> dict[str, str]:
+        found: dict[str, str] = {}
+        waiting_since = datetime.now(UTC) - unsubmitted_after
+        open_states = (EventStatus.PENDING, EventStatus.PROCESSING)
+        async with self.db.session() as session:
+            dead = await session.execute(
+                select(WebhookEvent.id, WebhookEvent.event_type, WebhookEvent.reference_id)
+                .where(WebhookEvent.status == EventStatus.DEAD)
+                .order_by(WebhookEvent.id.desc())
+                .limit(PAGE)
+            )
+            for event_id, event_type, reference in dead:
+                found[f"dead:{event_id}"] = (
+                    f"delivery {event_id} ({event_type}, {reference or 'no reference'}) is dead"
+                )
+            waiting = await session.execute(
+                select(WebhookEvent.reference_id, WebhookEvent.received_at).where(
+                    WebhookEvent.event_type == INVOICE_NEEDED,
+                    WebhookEvent.status.in_(open_states),
+                    WebhookEvent.received_at <= waiting_since,
+                )
+            )
+            for reference, received in waiting:
+                found[f"unsubmitted:{reference}"] = (
+                    f"invoice_needed for {reference} is still unsubmitted "
+                    f"(received {iso(received)})"
+                )
+            failed = await session.execute(
+                select(Refund.reference_id, Refund.error).where(Refund.state == RefundState.FAILED)
+            )
+            for reference, error in failed:
+                found[f"refund_failed:{reference}"] = (
+                    f"refund {reference} failed: {error or 'no reason given'}"
+                )
+            refused = await session.scalar(
+                select(func.count(WebhookEvent.id)).where(
+                    WebhookEvent.status.in_((EventStatus.DEAD, *open_states)),
+                    WebhookEvent.last_error.like(AUTH_REFUSED),
+                )
+            )
+            if refused:
+                found["kotani_auth"] = (
+                    f"Kotani refuses our API key (401) on {refused} deliver"
+                    f"{'y' if refused == 1 else 'ies'}: check RECEIVER_KOTANI_API_KEY"
+                )
+        if self._services is not None:
+            for name, state in self._services.chain.breaker_states().items():
+                if str(state) == "open":
+                    found[f"breaker:{name}"] = f"backend {name}: circuit breaker open"
+        return found
+
+    async def lead_alerts(self) -> bool:
+        if self.db.is_sqlite:
+            return True  # one writer, one host: this process
+        if self._lock is not None:
+            return True
+        conn = await self.db.engine.connect()
+        got = await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": ALERT_LOCK})
+        if got:
+            self._lock = conn  # the lock lives as long as this connection
+            return True
+        await conn.close()
+        return False
+
+    async def aclose(self) -> None:
+        if self._lock is not None:
+            conn, self._lock = self._lock, None
+            try:  # a pooled connection keeps session locks: give it back unlocked
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ALERT_LOCK})
+            finally:
+                await conn.close()
