@@ -7,12 +7,14 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from receiver.cli import main
+from receiver.console.data import StoreData
 from tests.console.conftest import API_KEY, Live
 
 GUARDED_GETS = [
@@ -189,3 +191,43 @@ async def test_cli_export_lists_every_refund_with_its_mismatch(
     assert await asyncio.to_thread(main, export) == 0
     assert '"TXN-A"' in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["refunds", "export", "--since", "nope"]) == 2
+
+
+async def test_secure_cookie_behind_a_trusted_https_proxy(start_live) -> None:  # type: ignore[no-untyped-def]
+    async for live in start_live(seed=False, trusted_proxies="127.0.0.1"):
+        response = await live.client.post(
+            "/console/login", data={"api_key": API_KEY}, headers={"X-Forwarded-Proto": "https"}
+        )
+        assert response.status_code == 303
+        assert "secure" in response.headers["set-cookie"].lower()
+
+
+async def test_seeded_incidents(seeded: Live) -> None:
+    data = StoreData.of_app(seeded.app.state)
+    found = await data.incidents(timedelta(0))
+    dead = (await seeded.api("/events?status=dead"))["events"]
+    assert set(found) == {f"dead:{dead[0]['id']}", "kotani_auth"}
+    assert "TXN-DEAD" in found[f"dead:{dead[0]['id']}"]
+    assert await data.lead_alerts()  # SQLite: one process, always the one
+
+
+async def test_export_on_postgresql(start_live, fresh_postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    async for live in start_live(database_url=fresh_postgres_url):
+        await login(live.client)
+        rows = _rows((await live.client.get("/console/refunds/export?format=csv")).text)
+        assert {ref: row["mismatch"] for ref, row in rows.items()} == EXPECTED_MISMATCH
+        page = (await live.client.get("/console/?q=TXN&state=completed&since=2020-01-01")).text
+        assert "TXN-A" in page and "TXN-B" not in page
+        assert "TXN-DEAD" in (await live.client.get("/console/events?since=2020-01-01")).text
+        timeline = (await live.client.get("/console/refunds/TXN-C")).text
+        assert "payment.paid" in timeline
+        first = StoreData.of_app(live.app.state)
+        second = StoreData(first.db)
+        try:
+            assert await first.lead_alerts() and await first.lead_alerts()
+            assert not await second.lead_alerts()  # another replica: it does not send
+            await first.aclose()
+            assert await second.lead_alerts()
+        finally:
+            await first.aclose()
+            await second.aclose()
