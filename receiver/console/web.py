@@ -2,7 +2,8 @@
 
 ``guarded(handler)`` wraps a page: without a valid session a GET is redirected to the login
 page and a POST answers 403; a POST whose ``csrf`` field is not the session's answers 403. The
-handler gets the request, the session and the ``ConsoleData``; it never sees the door.
+handler gets the request, the session and the ``ConsoleData``; it never sees the door. A bad
+filter (``BadFilter``), ``NotFound`` and ``Conflict`` become 400, 404 and 409 pages.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.templating import Jinja2Templates
 
 from receiver.console.auth import COOKIE, Door, Session
 from receiver.console.data import ConsoleData, StoreData
+from receiver.errors import Conflict, NotFound
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")  # autoescape on for .html
@@ -90,10 +92,21 @@ def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 )
         elif session is None:
             return redirect("/console/login")
-        return await handler(request, session, data(request))
+        try:
+            return await handler(request, session, data(request))
+        except BadFilter as exc:
+            return refuse(request, str(exc), 400)
+        except NotFound as exc:
+            return refuse(request, f"Not found: {exc.message}.", 404)
+        except Conflict as exc:
+            return refuse(request, exc.message, 409)
 
     page.__name__ = handler.__name__
     return page
+
+
+class BadFilter(ValueError):
+    """A query parameter a page cannot use; the guard answers it with a 400 page."""
 
 
 def parse_since(text: str) -> datetime | None:
@@ -101,7 +114,10 @@ def parse_since(text: str) -> datetime | None:
     text = text.strip()
     if not text:
         return None
-    moment = datetime.fromisoformat(text)  # ValueError on anything else
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadFilter("since must be a date (YYYY-MM-DD) or a date and time") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 

@@ -28,7 +28,10 @@ from receiver.app import create_app
 from receiver.lightning.fake import FakeBackend
 from receiver.settings import Settings
 from receiver.webhooks.signature import sign, signed_bytes
+from tests.inbox.test_handlers import invoice_needed
 from tests.support.server import serve_app
+
+__all__ = ["invoice_needed"]
 
 SECRET = "whsec_console_test_0123456789"
 API_KEY = "console-api-key-for-tests-0123"
@@ -62,26 +65,6 @@ class FakeKotani:
                 Route("/api/v3/offramp/submit-refund-invoice/{reference}", submit, methods=["POST"])
             ]
         )
-
-
-def invoice_needed(reference: str, msat: int) -> dict[str, Any]:
-    return {
-        "referenceId": reference,
-        "status": "REFUND_PENDING",
-        "onchainStatus": "SUCCESSFUL",
-        "refundStatus": "INVOICE_NEEDED",
-        "refundAmount": msat,
-        "refundAmountSats": msat / 1000,
-        "chain": "LIGHTNING",
-        "currency": "KES",
-        "requiresAction": True,
-        "action": {
-            "type": "SUBMIT_LIGHTNING_INVOICE",
-            "method": "POST",
-            "body": {"invoice": "lnbc..."},
-            "invoiceRequirements": {"amount": msat // 1000, "currency": "SATS", "format": "bolt11"},
-        },
-    }
 
 
 def completed(reference: str, msat: int) -> dict[str, Any]:
