@@ -7,7 +7,7 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,6 +15,10 @@ import pytest
 
 from receiver.cli import main
 from receiver.console.data import StoreData
+from receiver.kotani.bridge_rules import MAX_REGENERATIONS
+from receiver.kotani.models import Chain, DepositStatus
+from receiver.kotani.models_db import DepositOrigin
+from receiver.kotani.store import BridgeStore
 from tests.console.conftest import API_KEY, Live
 
 GUARDED_GETS = [
@@ -231,3 +235,19 @@ async def test_export_on_postgresql(start_live, fresh_postgres_url: str) -> None
         finally:
             await first.aclose()
             await second.aclose()
+
+
+async def test_backends_and_bridge_deposits(bare: Live) -> None:
+    now = datetime.now(UTC)
+    store = BridgeStore(bare.app.state.services.db)
+    await store.ensure("BRIDGE-1", DepositOrigin.WATCHED, now=now)
+    await store.record_status(
+        "BRIDGE-1", chain=Chain.CELO, status=DepositStatus.DEPOSIT_CONFIRMED, now=now
+    )
+    await login(bare.client)
+    page = (await bare.client.get("/console/backends")).text
+    row = page[page.index("BRIDGE-1") :].split("</tr>")[0]
+    assert "DEPOSIT_CONFIRMED" in row and "CELO" in row
+    assert f'<td class="num">{MAX_REGENERATIONS}</td>' in row  # none used yet
+    backend = page[page.index("<td>fake</td>") :].split("</tr>")[0]
+    assert "yes" in backend and "regtest" in backend and "closed" in backend
