@@ -462,9 +462,8 @@ class StoreData:
             dead = await session.execute(
                 select(WebhookEvent.id, WebhookEvent.event_type, WebhookEvent.reference_id)
                 .where(WebhookEvent.status == EventStatus.DEAD)
-                .order_by(WebhookEvent.id.desc())
-                .limit(PAGE)
-            )
+                .order_by(WebhookEvent.id)
+            )  # every one: a dead delivery cut off by a page limit would read as resolved
             for event_id, event_type, reference in dead:
                 found[f"dead:{event_id}"] = (
                     f"delivery {event_id} ({event_type}, {reference or 'no reference'}) is dead"
