@@ -21,6 +21,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from receiver.console import console_routes
+from receiver.console.alerts import open_alerts
 from receiver.errors import ReceiverError
 from receiver.handlers.health import healthz, readyz
 from receiver.handlers.invoice_url import create_invoice
@@ -130,6 +132,7 @@ def create_app(
             app.state.kotani = await open_kotani(services)
             # Webhook inbox, worker and forwarder; closed before the database (LIFO).
             app.state.webhooks = await services.stack.enter_async_context(open_webhooks(services))
+            app.state.alerts = await services.stack.enter_async_context(open_alerts(app.state))
             log.info(
                 "app.started",
                 backends=[b.name for b in services.chain.backends],
@@ -146,6 +149,7 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/refund-configs", handle_refund_configs, methods=["POST"]),
         *webhook_routes(),
+        *console_routes(settings),
     ]
 
     def valid_token(token: str) -> bool:

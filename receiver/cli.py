@@ -30,7 +30,12 @@ from receiver.settings import Settings, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
-EXTENSIONS: tuple[str, ...] = ("receiver.kotani.cli", "receiver.inbox.cli", "receiver.check")
+EXTENSIONS: tuple[str, ...] = (
+    "receiver.kotani.cli",
+    "receiver.inbox.cli",
+    "receiver.check",
+    "receiver.console.export",
+)
 """Modules that add subcommands (``register(subparsers)``)."""
 
 

@@ -127,6 +127,17 @@ class Settings(BaseSettings):
     bridge_keeper: bool = False
     bridge_poll_interval: float = Field(30.0, gt=0)
 
+    # --- operator console and alerts (receiver/console/) --------------------------------------
+    console_session_hours: float = Field(8.0, gt=0, le=24 * 30)
+    """How long a console login lasts (the session cookie is signed with a key derived from
+    RECEIVER_API_KEY: it works on every replica, and changing the key logs everyone out)."""
+    alert_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    """Apprise URLs (comma-separated) that get one message per incident and one on resolve."""
+    alert_after: float = Field(15.0, gt=0)
+    """Minutes an ``invoice_needed`` may stay unsubmitted before it is an incident."""
+    alert_interval: float = Field(30.0, gt=0)
+    """Seconds between two checks for incidents."""
+
     @field_validator("backends", mode="before")
     @classmethod
     def _backends_csv(cls, value: Any) -> Any:
@@ -149,7 +160,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an IP address or network: {entry!r}") from exc
         return value
 
-    @field_validator("invoice_tokens", "webhook_secrets", mode="before")
+    @field_validator("invoice_tokens", "webhook_secrets", "alert_urls", mode="before")
     @classmethod
     def _secrets_csv(cls, value: Any) -> Any:
         return _split_csv(value)
