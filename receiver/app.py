@@ -24,11 +24,11 @@ from receiver.errors import ReceiverError
 from receiver.handlers.health import healthz, readyz
 from receiver.handlers.invoice_url import create_invoice
 from receiver.handlers.kotani_webhook import routes as webhook_routes
-from receiver.inbox.runtime import open_webhooks
 from receiver.kotani.refund_config import handle_refund_configs
 from receiver.kotani.wiring import open_kotani
 from receiver.lightning.base import LightningBackend
 from receiver.logs import AccessLog, get_logger, mask_path
+from receiver.runtime import open_webhooks
 from receiver.services import open_services
 from receiver.settings import Settings
 

@@ -34,12 +34,13 @@ from receiver.lightning.base import InvoiceState, InvoiceStatus
 from receiver.lightning.failover import BackendChain, Minted
 from receiver.logs import get_logger
 from receiver.mint_store import (
+    PENDING,
     Lease,
     Lookup,
     MintStore,
     SqlMintStore,
     StoredInvoice,
-    pending_query,
+    pending_params,
     stored_invoice,
 )
 
@@ -289,10 +290,8 @@ class InvoiceService:
         lookup = Lookup(
             reference_id, int(amount_msat), utcnow() + timedelta(seconds=self.min_validity)
         )
-        query = pending_query(lookup)
-        if since is not None:
-            query = query.where(InvoiceRecord.created_at >= since)
-        found = await self.db.run(lambda conn: conn.execute(query).first(), durable=False)
+        params = pending_params(lookup, since)
+        found = await self.db.run(lambda conn: conn.execute(PENDING, params).first(), durable=False)
         return None if found is None else stored_invoice(found)
 
     async def _backend_status(

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from receiver.db.engine import Database
@@ -70,26 +70,48 @@ class MintStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-def pending_query(lookup: Lookup) -> Any:
-    return (
-        select(
-            InvoiceRecord.reference_id,
-            InvoiceRecord.amount_msat,
-            InvoiceRecord.bolt11,
-            InvoiceRecord.payment_hash,
-            InvoiceRecord.backend,
-            InvoiceRecord.created_at,
-            InvoiceRecord.expires_at,
-        )
-        .where(
-            InvoiceRecord.reference_id == lookup.reference_id,
-            InvoiceRecord.amount_msat == lookup.amount_msat,
-            InvoiceRecord.status == InvoiceStatusDB.PENDING,
-            InvoiceRecord.expires_at >= lookup.valid_until,
-        )
-        .order_by(InvoiceRecord.created_at.desc(), InvoiceRecord.id.desc())
-        .limit(1)
+_INVOICES: Any = InvoiceRecord.__table__
+_LEASES: Any = MintLease.__table__
+
+# Built once with bound parameters: building a statement costs more than running it here.
+PENDING = (
+    select(
+        _INVOICES.c.reference_id,
+        _INVOICES.c.amount_msat,
+        _INVOICES.c.bolt11,
+        _INVOICES.c.payment_hash,
+        _INVOICES.c.backend,
+        _INVOICES.c.created_at,
+        _INVOICES.c.expires_at,
     )
+    .where(
+        _INVOICES.c.reference_id == bindparam("reference_id"),
+        _INVOICES.c.amount_msat == bindparam("amount_msat"),
+        _INVOICES.c.status == InvoiceStatusDB.PENDING,
+        _INVOICES.c.expires_at >= bindparam("valid_until"),
+        _INVOICES.c.created_at >= bindparam("since"),
+    )
+    .order_by(_INVOICES.c.created_at.desc(), _INVOICES.c.id.desc())
+    .limit(1)
+)
+"""The newest pending invoice for (reference, amount) valid long enough (``pending_params``)."""
+_STALE_LEASE = delete(_LEASES).where(
+    _LEASES.c.key == bindparam("key"), _LEASES.c.expires_at < bindparam("now")
+)
+_DROP_LEASE = delete(_LEASES).where(
+    _LEASES.c.key == bindparam("key"), _LEASES.c.owner == bindparam("owner")
+)
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def pending_params(lookup: Lookup, since: datetime | None = None) -> dict[str, Any]:
+    """Parameters of ``PENDING``; ``since``: only invoices created from then on."""
+    return {
+        "reference_id": lookup.reference_id,
+        "amount_msat": lookup.amount_msat,
+        "valid_until": lookup.valid_until,
+        "since": since or _NEVER,
+    }
 
 
 def stored_invoice(row: Sequence[Any]) -> StoredInvoice:
@@ -125,46 +147,40 @@ class SqlMintStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._take: Any = None
 
     async def take_lease(
         self, lease: Lease, lookup: Lookup | None
     ) -> tuple[bool, StoredInvoice | None]:
+        row = {"key": lease.key, "owner": lease.owner, "expires_at": lease.expires_at}
+
         def work(conn: Connection) -> tuple[bool, StoredInvoice | None]:
+            if self._take is None:
+                self._take = insert_ignore(conn, _LEASES, "key")
             # A stale lease (its process died) goes first; then ours, unless one is held.
-            conn.execute(
-                delete(MintLease).where(
-                    MintLease.key == lease.key, MintLease.expires_at < lease.now
-                )
-            )
-            taken = conn.execute(
-                insert_ignore(conn, MintLease.__table__, "key").values(
-                    key=lease.key, owner=lease.owner, expires_at=lease.expires_at
-                )
-            )
-            if rowcount(taken) != 1:
+            conn.execute(_STALE_LEASE, {"key": lease.key, "now": lease.now})
+            if rowcount(conn.execute(self._take, row)) != 1:
                 return False, None
             if lookup is None:
                 return True, None
-            found = conn.execute(pending_query(lookup)).first()
+            found = conn.execute(PENDING, pending_params(lookup)).first()
             return True, None if found is None else stored_invoice(found)
 
         return await self.db.run(work, durable=False)
 
     async def store(self, invoice: StoredInvoice, lease: Lease) -> None:
         values = _invoice_values(invoice)
+        owned = {"key": lease.key, "owner": lease.owner}
 
         def work(conn: Connection) -> None:
-            conn.execute(insert(InvoiceRecord).values(**values))
-            conn.execute(_lease_delete(lease))
+            conn.execute(insert(_INVOICES), values)
+            conn.execute(_DROP_LEASE, owned)
 
         await self.db.run(work)
 
     async def drop_lease(self, lease: Lease) -> None:
-        await self.db.run(lambda conn: conn.execute(_lease_delete(lease)), durable=False)
+        owned = {"key": lease.key, "owner": lease.owner}
+        await self.db.run(lambda conn: conn.execute(_DROP_LEASE, owned), durable=False)
 
     async def aclose(self) -> None:
         return None
-
-
-def _lease_delete(lease: Lease) -> Any:
-    return delete(MintLease).where(MintLease.key == lease.key, MintLease.owner == lease.owner)

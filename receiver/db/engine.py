@@ -80,18 +80,19 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._writer: Engine | None = None
+        self._writer: _Writer | None = None
         self._thread: SqliteThread | None = None
         if self.is_sqlite:
             # The one writer connection, used only from its thread (StaticPool: one connection).
-            self._writer = create_engine(
+            writer = create_engine(
                 self.url.set(drivername="sqlite"),
                 poolclass=StaticPool,
                 connect_args={"check_same_thread": False, "isolation_level": None},
             )
-            event.listen(self._writer, "connect", _sqlite_pragmas)
-            event.listen(self._writer, "connect", _no_busy_handler)
-            event.listen(self._writer, "begin", _begin_immediate)
+            event.listen(writer, "connect", _sqlite_pragmas)
+            event.listen(writer, "connect", _no_busy_handler)
+            event.listen(writer, "begin", _begin_immediate)
+            self._writer = _Writer(writer)
             self._thread = SqliteThread("sqlite-writer")
 
     async def run(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
@@ -100,7 +101,7 @@ class Database:
         if self._thread is not None:
             writer = self._writer
             assert writer is not None
-            return await self._thread.run(lambda: _sqlite_transaction(writer, work, durable))
+            return await self._thread.run(lambda: writer.run(work, durable))
         async with self.engine.begin() as conn:
             if not durable:
                 await conn.execute(text("SET LOCAL synchronous_commit = off"))
@@ -128,7 +129,7 @@ class Database:
 
     async def dispose(self) -> None:
         if self._thread is not None and self._writer is not None:
-            self._thread.close(self._writer.dispose)  # the connection belongs to its thread
+            self._thread.close(self._writer.close)  # the connection belongs to its thread
             self._thread = None
         await self.engine.dispose()
 
@@ -169,19 +170,40 @@ def _begin_immediate(conn: Connection) -> None:
             time.sleep(BUSY_STEP)
 
 
-def _sqlite_transaction(writer: Engine, work: Callable[[Connection], T], durable: bool) -> T:
-    with writer.connect() as conn:
-        raw: Any = conn.connection.dbapi_connection
-        if not durable:
-            # No checkpoint either: one run with syncs off would leave checkpointed pages unsynced
-            # in the database file while the WAL that held them is reused, putting the durable
-            # transactions before it at risk on a power loss.
-            raw.execute("PRAGMA wal_autocheckpoint=0")
-            raw.execute("PRAGMA synchronous=OFF")
+class _Writer:
+    """The SQLite writer connection, opened on (and used only from) its thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.conn: Connection | None = None
+        self.durable = True
+
+    def run(self, work: Callable[[Connection], T], durable: bool) -> T:
+        if self.conn is None:
+            self.conn = self.engine.connect()
+        conn = self.conn
+        if durable != self.durable:
+            raw: Any = conn.connection.dbapi_connection
+            if durable:
+                raw.execute("PRAGMA synchronous=FULL")
+                raw.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+            else:
+                # No checkpoint either: one run with syncs off would leave checkpointed pages
+                # unsynced in the database file while the WAL that held them is reused, putting
+                # the durable transactions before it at risk on a power loss.
+                raw.execute("PRAGMA wal_autocheckpoint=0")
+                raw.execute("PRAGMA synchronous=OFF")
+            self.durable = durable
         try:
             with conn.begin():
                 return work(conn)
-        finally:
-            if not durable:
-                raw.execute("PRAGMA synchronous=FULL")
-                raw.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        except BaseException:
+            if conn.invalidated or conn.closed:
+                self.close()
+            raise
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        self.engine.dispose()

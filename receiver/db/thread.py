@@ -70,9 +70,7 @@ class SqliteThread:
                     loop.call_soon_threadsafe(_settle, future, *outcome)
 
 
-_Job = tuple[
-    Callable[[], Any], "asyncio.Future[Any] | None", "asyncio.AbstractEventLoop | None"
-]
+_Job = tuple[Callable[[], Any], "asyncio.Future[Any] | None", "asyncio.AbstractEventLoop | None"]
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

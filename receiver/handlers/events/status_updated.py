@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from receiver.db.types import utcnow
 from receiver.handlers.events.base import EventContext, Handled, InboxEvent, event_time, text_field
@@ -51,8 +51,8 @@ async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
     reference_id = event.reference_id
     stamped = event_time(event.data, *TIME_FIELDS)
 
-    async def apply(session: AsyncSession) -> str:
-        current = await session.get(TransactionStatus, reference_id, with_for_update=True)
+    def apply(session: Session) -> str:
+        current = session.get(TransactionStatus, reference_id, with_for_update=True)
         if current is None:
             session.add(
                 TransactionStatus(

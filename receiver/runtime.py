@@ -17,13 +17,15 @@ from dataclasses import dataclass
 import httpx
 
 from receiver.errors import ConfigError
+from receiver.handlers.events import handler_for
 from receiver.handlers.events.base import EventContext
 from receiver.inbox.forwarder import Forwarder
-from receiver.inbox.retry import RetryPolicy
 from receiver.inbox.store import Inbox
 from receiver.inbox.worker import Worker
 from receiver.kotani.client import KotaniClient
 from receiver.logs import get_logger
+from receiver.refunds.store import RefundStore
+from receiver.retry import RetryPolicy
 from receiver.services import Services
 from receiver.webhooks import standard
 
@@ -88,7 +90,13 @@ async def open_webhooks(
     )
     worker = Worker(
         inbox,
-        EventContext(settings=settings, invoices=services.invoices, kotani=kotani),
+        EventContext(
+            settings=settings,
+            invoices=services.invoices,
+            kotani=kotani,
+            refunds=RefundStore(services.db),
+        ),
+        handlers=handler_for,
         concurrency=settings.worker_concurrency,
     )
     runtime = WebhookRuntime(services, inbox, worker, forwarder, kotani)
