@@ -70,6 +70,7 @@ async def open_webhooks(
             owner=owner,
             lease=settings.worker_lease,
             transport=forward_transport,
+            pause=lambda: inbox.under_pressure(),  # bound late: the inbox is made below
         )
     kotani = None
     if settings.kotani_api_key is not None and settings.kotani_api_key.get_secret_value():

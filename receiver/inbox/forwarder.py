@@ -20,6 +20,7 @@ outcomes recorded in shared transactions (group commit). Log events:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -42,6 +43,7 @@ from receiver.webhooks.delivery import DIRECT_EVENT
 log = get_logger("forwarder")
 
 FORWARD_POLICY = RetryPolicy(max_attempts=15, base=5.0, cap=3600.0)
+FORWARD_LINGER = 0.25
 OUTBOX = QueueSpec(
     table=ForwardMessage.__table__,
     pending=OutboxStatus.PENDING,
@@ -100,6 +102,7 @@ class Forwarder:
         poll: float = 1.0,
         concurrency: int = 32,
         transport: httpx.AsyncBaseTransport | None = None,
+        pause: Callable[[], bool] | None = None,
     ) -> None:
         self.db = db
         self.url = url
@@ -117,7 +120,11 @@ class Forwarder:
             name="webhook.forward",
             concurrency=concurrency,
             poll=poll,
+            pause=pause,
             report=_report,
+            # A delivered message recorded late is at worst delivered again after a crash
+            # (same webhook-id): gather the answers of a whole claim into one transaction.
+            linger=FORWARD_LINGER,
         )
 
     def __repr__(self) -> str:

@@ -36,6 +36,8 @@ from receiver.logs import get_logger
 log = get_logger("queue")
 
 PRESSURE_PAUSE = 0.05
+CLOSE_LINGER = 0.02
+"""A close waits up to this long for the other jobs in flight to join its transaction."""
 Handle = Callable[[Row[Any]], Awaitable[Close]]
 Report = Callable[[Row[Any], Close, Closed], None]
 Recover = Callable[[Row[Any], Close, BaseException], Close]
@@ -55,6 +57,7 @@ class QueueLoop:
         pause: Callable[[], bool] | None = None,
         report: Report | None = None,
         recover: Recover | None = None,
+        linger: float = CLOSE_LINGER,
     ) -> None:
         self.queue = queue
         self._handle = handle
@@ -64,13 +67,18 @@ class QueueLoop:
         self._pause = pause
         self._report = report
         self._recover = recover
-        self._commit: GroupCommit[Close, Closed] = GroupCommit(queue.close, name=f"{name}-close")
+        self._commit: GroupCommit[Close, Closed] = GroupCommit(
+            queue.close, name=f"{name}-close", linger=linger, expect=self._unclosed
+        )
         self._wake = asyncio.Event()
         self._slot = asyncio.Event()
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[int, Row[Any]] = {}
+
+    def _unclosed(self) -> int:
+        return len(self._inflight)
 
     def wake(self) -> None:
         """Look for work now (a job was just queued)."""
@@ -125,6 +133,10 @@ class QueueLoop:
                 if self._pause is not None and self._pause():
                     await asyncio.sleep(PRESSURE_PAUSE)
                     free = min(free, 1)
+                elif self._inflight and free < self.concurrency // 2:
+                    # Claim in batches: one claim per job in flight would cost a transaction
+                    # each; wait until half the slots are free (or none is in flight).
+                    free = 0
                 if free <= 0:
                     self._slot.clear()
                     await self._slot.wait()

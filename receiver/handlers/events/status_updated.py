@@ -10,10 +10,12 @@ record that has none either.
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Any
 
+from sqlalchemy import and_, or_
 from sqlalchemy.orm import Session
 
+from receiver.db.sql import upsert
 from receiver.db.types import utcnow
 from receiver.handlers.events.base import EventContext, Handled, InboxEvent, event_time, text_field
 from receiver.inbox.models import TransactionStatus
@@ -37,11 +39,19 @@ EVENT_TYPES = (
 )
 
 
-def is_newer(candidate: datetime | None, recorded: datetime | None) -> bool:
-    """Whether a status stamped ``candidate`` replaces one stamped ``recorded``."""
-    if candidate is None:
-        return recorded is None
-    return recorded is None or candidate > recorded
+STATUSES: Any = TransactionStatus.__table__
+
+
+def _newer(recorded: Any, candidate: Any) -> Any:
+    """Whether ``candidate``'s status replaces ``recorded``'s (the upsert's WHERE): a stamped
+    status replaces an unstamped or older one; an unstamped one only an unstamped one."""
+    return or_(
+        and_(candidate.status_at.is_(None), recorded.c.status_at.is_(None)),
+        and_(
+            candidate.status_at.is_not(None),
+            or_(recorded.c.status_at.is_(None), candidate.status_at > recorded.c.status_at),
+        ),
+    )
 
 
 async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
@@ -52,28 +62,19 @@ async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
     stamped = event_time(event.data, *TIME_FIELDS)
 
     def apply(session: Session) -> str:
-        current = session.get(TransactionStatus, reference_id, with_for_update=True)
-        if current is None:
-            session.add(
-                TransactionStatus(
-                    reference_id=reference_id,
-                    status=status,
-                    event_type=event.event_type,
-                    status_at=stamped,
-                    event_id=event.id,
-                    updated_at=utcnow(),
-                )
-            )
-        elif is_newer(stamped, current.status_at):
-            current.status = status
-            current.event_type = event.event_type
-            current.status_at = stamped
-            current.event_id = event.id
-            current.updated_at = utcnow()
-        else:
-            return (
-                f"older than the recorded status: kept {current.status} (event {current.event_id})"
-            )
-        return f"status {status} recorded"
+        row = {
+            "reference_id": reference_id,
+            "status": status,
+            "event_type": event.event_type,
+            "status_at": stamped,
+            "event_id": event.id,
+            "updated_at": utcnow(),
+        }
+        # One statement: insert, or replace the recorded status when this one is newer.
+        if session.execute(upsert(session, STATUSES, ["reference_id"], row, where=_newer)).first():
+            return f"status {status} recorded"
+        current = session.get(TransactionStatus, reference_id)
+        assert current is not None
+        return f"older than the recorded status: kept {current.status} (event {current.event_id})"
 
     return Handled(f"status {status}", apply)
