@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 
 def insert_ignore(conn: Connection, table: Table | Any, *keys: str) -> Any:
@@ -21,23 +23,29 @@ def rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def dialect_of(conn: Connection | Session) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the dialect a connection (or a bound session) speaks."""
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    return str(bind.dialect.name)
+
+
+@functools.cache
 def upsert(
-    conn: Connection | Any,
-    table: Table | Any,
-    keys: Sequence[str],
-    values: dict[str, Any],
-    *,
+    dialect: str,
+    table: Table,
+    keys: tuple[str, ...],
+    columns: tuple[str, ...],
     where: Callable[[Any, Any], Any] | None = None,
 ) -> Any:
-    """``INSERT … ON CONFLICT (keys) DO UPDATE SET <the other values> [WHERE …]``.
+    """``INSERT … ON CONFLICT (keys) DO UPDATE SET <the other columns> [WHERE …] RETURNING keys``,
+    built once per shape; execute it with the row as parameters.
 
     ``where(table, excluded)`` limits the update (the existing row is ``table``, the proposed
-    one ``excluded``); ``RETURNING`` the keys, so no row back means nothing changed.
+    one ``excluded``): no row back means nothing changed.
     """
-    dialect = conn.bind.dialect if hasattr(conn, "bind") and conn.bind is not None else conn.dialect
-    module: Any = postgresql if dialect.name == "postgresql" else sqlite
-    statement = module.insert(table).values(values)
-    changes = {name: statement.excluded[name] for name in values if name not in keys}
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(table)
+    changes = {name: statement.excluded[name] for name in columns if name not in keys}
     condition = None if where is None else where(table, statement.excluded)
     return statement.on_conflict_do_update(
         index_elements=list(keys), set_=changes, where=condition

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, or_
 from sqlalchemy.orm import Session
 
-from receiver.db.sql import upsert
+from receiver.db.sql import dialect_of, upsert
 from receiver.db.types import utcnow
 from receiver.handlers.events.base import EventContext, Handled, InboxEvent, event_time, text_field
 from receiver.inbox.models import TransactionStatus
@@ -40,6 +40,7 @@ EVENT_TYPES = (
 
 
 STATUSES: Any = TransactionStatus.__table__
+KEYS = ("reference_id",)
 
 
 def _newer(recorded: Any, candidate: Any) -> Any:
@@ -71,7 +72,8 @@ async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
             "updated_at": utcnow(),
         }
         # One statement: insert, or replace the recorded status when this one is newer.
-        if session.execute(upsert(session, STATUSES, ["reference_id"], row, where=_newer)).first():
+        statement = upsert(dialect_of(session), STATUSES, KEYS, tuple(row), _newer)
+        if session.execute(statement, row).first():
             return f"status {status} recorded"
         current = session.get(TransactionStatus, reference_id)
         assert current is not None
