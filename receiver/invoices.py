@@ -21,10 +21,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from receiver.amounts import Msat
 from receiver.db import Database, InvoiceRecord, InvoiceStatusDB
@@ -347,7 +345,7 @@ class InvoiceService:
     async def get(self, payment_hash: str) -> InvoiceRecord | None:
         """The stored invoice with this payment hash."""
         query = select(InvoiceRecord).where(InvoiceRecord.payment_hash == payment_hash.lower())
-        found = await self.db.run(lambda conn: _records(conn, query), durable=False)
+        found = await self.db.orm(lambda s: list(s.execute(query).scalars()), durable=False)
         return found[0] if found else None
 
     async def for_reference(self, reference_id: str) -> list[InvoiceRecord]:
@@ -357,16 +355,10 @@ class InvoiceService:
             .where(InvoiceRecord.reference_id == reference_id)
             .order_by(InvoiceRecord.created_at.desc(), InvoiceRecord.id.desc())
         )
-        return await self.db.run(lambda conn: _records(conn, query), durable=False)
+        return await self.db.orm(lambda s: list(s.execute(query).scalars()), durable=False)
 
     async def aclose(self) -> None:
         await self.store.aclose()
-
-
-def _records(conn: Connection, query: Select[InvoiceRecord]) -> list[InvoiceRecord]:
-    """Rows as (detached) ORM records."""
-    with Session(bind=conn) as session:
-        return list(session.execute(query).scalars())
 
 
 def _discard(ahead: asyncio.Task[Minted] | None) -> None:

@@ -19,8 +19,9 @@ survives a crash of the process *and* of the machine), so several processes can 
 ``run(work, durable=False)`` skips that commit's flush (a mint lease is worthless after a power
 loss): ``synchronous=OFF`` on SQLite, ``synchronous_commit=off`` on PostgreSQL.
 
-The async engine (``engine``, ``session()``) stays for migrations, the health ping and the
-read-only listings that still use ORM sessions.
+``orm(work)`` is the same unit with an ORM ``Session`` on its connection (the refund record,
+the bridge deposits, the internal API's views). The async engine (``engine``, ``session()``)
+serves only migrations, the health ping and tests that inspect rows.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from receiver.db.thread import SqliteThread
@@ -110,6 +112,18 @@ class Database:
     def session(self) -> AsyncSession:
         """A new session (use as ``async with db.session() as s``)."""
         return self.sessions()
+
+    async def orm(self, work: Callable[[Session], T], *, durable: bool = True) -> T:
+        """``run`` with an ORM ``Session`` on the unit's connection, flushed before the commit;
+        the objects it returns stay loaded (detached)."""
+
+        def unit(conn: Connection) -> T:
+            with Session(bind=conn, expire_on_commit=False) as session:
+                result = work(session)
+                session.commit()  # a flush: the session joined the unit's transaction
+                return result
+
+        return await self.run(unit, durable=durable)
 
     async def ping(self) -> bool:
         """True when a trivial query succeeds."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from receiver.db.engine import Database
@@ -71,11 +70,7 @@ class RefundStore:
     async def get(self, reference_id: str) -> Refund | None:
         """The refund of ``reference_id`` (a detached copy), or None."""
 
-        def work(conn: Connection) -> Refund | None:
-            with Session(bind=conn) as session:
-                return session.get(Refund, reference_id)
-
-        return await self.db.run(work, durable=False)
+        return await self.db.orm(lambda s: s.get(Refund, reference_id), durable=False)
 
     async def history(self, reference_id: str) -> list[RefundHistory]:
         """The refund's history, oldest first."""
@@ -85,23 +80,16 @@ class RefundStore:
             .order_by(RefundHistory.id)
         )
 
-        def work(conn: Connection) -> list[RefundHistory]:
-            with Session(bind=conn) as session:
-                return list(session.execute(query).scalars())
-
-        return await self.db.run(work, durable=False)
+        return await self.db.orm(lambda s: list(s.execute(query).scalars()), durable=False)
 
     async def reserve_retry(self, reference_id: str, change: int, limit: int) -> bool:
         """Take (``change=1``) or give back (``-1``) one retry request; False when none is left."""
 
-        def work(conn: Connection) -> bool:
-            # The session joins the unit's transaction: its commit flushes, the unit commits.
-            with Session(bind=conn) as session:
-                refund = record(session, reference_id, event_id=None, action=None)
-                if change > 0 and refund.retry_requests >= limit:
-                    return False
-                refund.retry_requests = max(0, refund.retry_requests + change)
-                session.commit()
-                return True
+        def work(session: Session) -> bool:
+            refund = record(session, reference_id, event_id=None, action=None)
+            if change > 0 and refund.retry_requests >= limit:
+                return False
+            refund.retry_requests = max(0, refund.retry_requests + change)
+            return True
 
-        return await self.db.run(work)
+        return await self.db.orm(work)
