@@ -19,6 +19,7 @@ import httpx
 from receiver.errors import ConfigError
 from receiver.handlers.events import handler_for
 from receiver.handlers.events.base import EventContext
+from receiver.handlers.events.invoice_needed import EVENT_TYPE as INVOICE_NEEDED
 from receiver.inbox.forwarder import Forwarder
 from receiver.inbox.store import Inbox
 from receiver.inbox.worker import Worker
@@ -86,6 +87,8 @@ async def open_webhooks(
         owner=owner,
         lease=settings.worker_lease,
         policy=RetryPolicy(max_attempts=settings.worker_max_attempts),
+        # Kotani sends invoice_needed once: it is retried until it succeeds (or is refused).
+        policies={INVOICE_NEEDED: RetryPolicy(max_attempts=None)},
         forward=forwarder is not None,
         on_accept=wake,
     )

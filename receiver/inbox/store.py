@@ -11,7 +11,7 @@ even if the process dies at any point.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -93,12 +93,15 @@ class Inbox:
         owner: str,
         lease: float = 30.0,
         policy: RetryPolicy = DEFAULT_POLICY,
+        policies: Mapping[str, RetryPolicy] | None = None,
         forward: bool = False,
         on_accept: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.owner = owner
         self.policy = policy
+        self.policies = dict(policies or {})
+        """Retry policies by event type, where one differs from ``policy``."""
         self._on_accept = on_accept
         self.ingest = Ingest(db, forward=forward, on_accept=on_accept)
         self.queue = DurableQueue(db, EVENTS, owner=owner, lease=lease)
@@ -138,7 +141,8 @@ class Inbox:
         self, event: ClaimedEvent, error: str, *, permanent: bool, apply: Apply | None = None
     ) -> Close:
         """The close of a failed event: a retry after the policy's wait, or ``dead``."""
-        delay = None if permanent else self.policy.next_delay(event.attempts)
+        policy = self.policies.get(event.event_type, self.policy)
+        delay = None if permanent else policy.next_delay(event.attempts)
         if delay is None:
             return Close(event.id, EventStatus.DEAD, error=error, apply=apply)
         return Close(

@@ -133,6 +133,19 @@ async def test_failures_back_off_then_go_dead(db: Database) -> None:
     await inbox.aclose()
 
 
+async def test_an_event_type_may_retry_without_limit(db: Database) -> None:
+    forever = RetryPolicy(max_attempts=None, base=0.01, cap=0.01)
+    inbox = Inbox(db, owner="a", policy=RetryPolicy(max_attempts=1), policies={"x.once": forever})
+    await inbox.accept(new_event("x.once", {"referenceId": "KEEP"}))
+    await inbox.accept(new_event("x.other", {"referenceId": "DROP"}))
+    for _ in range(2):
+        claimed = await inbox.claim()
+        assert claimed is not None
+        delay = await inbox.fail(claimed, "boom", permanent=False)
+        assert (delay is not None) is (claimed.event_type == "x.once")
+    await inbox.aclose()
+
+
 async def test_permanent_failure_is_dead_at_once_with_its_effects(db: Database) -> None:
     inbox = Inbox(db, owner="a")
     await inbox.accept(new_event("x.one", {"referenceId": "R"}))

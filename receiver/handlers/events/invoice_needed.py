@@ -51,6 +51,7 @@ from receiver.kotani.errors import (
 from receiver.refunds.store import record
 from receiver.webhooks.jsjson import JSNumber, JSValue, exact_int
 
+EVENT_TYPE = "refund.lightning.invoice_needed"
 MAX_SUBMISSIONS = 3
 SUBMIT_PATH = "/api/v3/offramp/submit-refund-invoice/"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
