@@ -14,7 +14,6 @@ fail anyway, its deliveries are written again one by one, so only the bad one fa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.db import Database
+from receiver.db.batch import GroupCommit
 from receiver.db.sql import insert_ignore
 from receiver.db.types import utcnow
 from receiver.errors import RequestError, StorageUnavailable
@@ -72,9 +72,9 @@ class Ingest:
         self.db = db
         self.forward = forward
         self._on_accept = on_accept
-        self._queue: list[tuple[NewEvent, asyncio.Future[Accepted]]] = []
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._commit: GroupCommit[NewEvent, Accepted] = GroupCommit(
+            self._settle, max_batch=MAX_BATCH, name="inbox-writer"
+        )
         self._closing = False
         self.last_accept = 0.0
         """``time.monotonic()`` of the latest delivery (the worker yields while they arrive)."""
@@ -93,66 +93,39 @@ class Ingest:
     @property
     def waiting(self) -> int:
         """Deliveries waiting for their commit."""
-        return len(self._queue)
+        return self._commit.waiting
 
     async def accept(self, event: NewEvent) -> Accepted:
         """Store ``event`` durably (or find its earlier copy); return once committed."""
         if self._closing:
             raise StorageUnavailable("the service is shutting down; retry")
         refuse_unstorable(event)
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self.last_accept = time.monotonic()
-        self._queue.append((event, future))
-        self._wake.set()
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_loop(), name="inbox-writer")
-        return await future
+        return await self._commit.submit(event)
 
     async def aclose(self) -> None:
         """Finish the writes in hand, then stop the writer."""
         self._closing = True
-        if self._writer is None:
-            return
-        self._wake.set()
-        await self._writer
-        self._writer = None
+        await self._commit.aclose()
 
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = self._queue[:MAX_BATCH]
-                del self._queue[:MAX_BATCH]
-                await self._settle(batch)
-            if self._closing:
-                return
-
-    async def _settle(self, batch: list[tuple[NewEvent, asyncio.Future[Accepted]]]) -> None:
+    async def _settle(self, batch: list[NewEvent]) -> list[Accepted | BaseException]:
         """Write a batch; when it fails, each delivery alone (one bad row fails only itself)."""
         try:
-            results = await self._write([event for event, _ in batch])
-        except Exception as exc:  # the writer must outlive any failure: requests wait on it
+            results: list[Accepted | BaseException] = list(await self._write(batch))
+        except Exception as exc:
             if len(batch) > 1:
-                for one in batch:
-                    await self._settle([one])
-                return
+                return [(await self._settle([one]))[0] for one in batch]
             log.error(
                 "inbox.store_failed",
                 error=type(exc).__name__,
                 exc_info=not isinstance(exc, SQLAlchemyError | OSError),
             )
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(
-                        StorageUnavailable("the webhook could not be stored; retry")
-                    )
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
-        if self._on_accept is not None and any(not r.duplicate for r in results):
+            return [StorageUnavailable("the webhook could not be stored; retry")]
+        if self._on_accept is not None and any(
+            isinstance(r, Accepted) and not r.duplicate for r in results
+        ):
             self._on_accept()
+        return results
 
     async def _write(self, events: list[NewEvent]) -> list[Accepted]:
         first: dict[str, NewEvent] = {}
