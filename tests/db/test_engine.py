@@ -6,7 +6,8 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -79,49 +80,46 @@ async def test_sqlite_units_run_on_one_thread_with_the_service_settings(tmp_path
     assert pragmas == ["wal", 2, 1, 0]  # busy_timeout 0: the unit waits for the lock itself
 
 
-def _hold_the_write_lock(path: Path, seconds: float, locked: threading.Event) -> None:
-    holder = sqlite3.connect(path, isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")
-        locked.set()
-        time.sleep(seconds)
-        holder.execute("COMMIT")
-    finally:
-        holder.close()
-
-
-async def test_a_sqlite_unit_waits_for_another_process_short_write(tmp_path: Path) -> None:
+@asynccontextmanager
+async def another_writer_holds_the_lock(tmp_path: Path, seconds: float) -> AsyncIterator[Database]:
+    """A SQLite database whose write lock another connection holds for ``seconds``."""
     path = tmp_path / "db.sqlite3"
     db = Database(f"sqlite+aiosqlite:///{path}")
     await db.upgrade()
     locked = threading.Event()
-    other = threading.Thread(target=_hold_the_write_lock, args=(path, 0.05, locked))
+
+    def hold() -> None:
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            locked.set()
+            time.sleep(seconds)
+            holder.execute("COMMIT")
+        finally:
+            holder.close()
+
+    other = threading.Thread(target=hold)
     other.start()
     try:
         assert locked.wait(5)
-        await db.run(lambda conn: _lease(conn, "after"))  # "database is locked" at once otherwise
-        assert await db.run(_keys) == ["after"]
+        yield db
     finally:
         other.join()
         await db.dispose()
+
+
+async def test_a_sqlite_unit_waits_for_another_process_short_write(tmp_path: Path) -> None:
+    async with another_writer_holds_the_lock(tmp_path, 0.05) as db:
+        await db.run(lambda conn: _lease(conn, "after"))  # "database is locked" at once otherwise
+        assert await db.run(_keys) == ["after"]
 
 
 async def test_a_sqlite_unit_gives_up_after_the_busy_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine, "BUSY_TIMEOUT", 0.1)
-    path = tmp_path / "db.sqlite3"
-    db = Database(f"sqlite+aiosqlite:///{path}")
-    await db.upgrade()
-    locked = threading.Event()
-    other = threading.Thread(target=_hold_the_write_lock, args=(path, 1.0, locked))
-    other.start()
-    try:
-        assert locked.wait(5)
+    async with another_writer_holds_the_lock(tmp_path, 1.0) as db:
         started = time.monotonic()
         with pytest.raises(OperationalError, match="locked"):
             await db.run(lambda conn: _lease(conn, "never"))
         assert time.monotonic() - started >= 0.1
-    finally:
-        other.join()
-        await db.dispose()
