@@ -28,7 +28,6 @@ from receiver.handlers.health import healthz, readyz
 from receiver.handlers.invoice_url import create_invoice
 from receiver.handlers.kotani_webhook import routes as webhook_routes
 from receiver.handlers.metrics import metrics
-from receiver.inbox.runtime import open_webhooks
 from receiver.kotani.refund_config import handle_refund_configs
 from receiver.kotani.wiring import open_kotani
 from receiver.lightning.base import LightningBackend
@@ -43,6 +42,7 @@ from receiver.logs import (
 from receiver.metrics import ResponseCounter
 from receiver.proxies import TrustedProxies
 from receiver.ratelimit import RateLimit
+from receiver.runtime import open_webhooks
 from receiver.services import open_services
 from receiver.settings import Settings, load_settings
 

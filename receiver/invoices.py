@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -33,13 +32,13 @@ from receiver.lightning.base import InvoiceState, InvoiceStatus
 from receiver.lightning.failover import BackendChain, Minted
 from receiver.logs import get_logger
 from receiver.mint_store import (
+    PENDING,
     Lease,
     Lookup,
     MintStore,
-    SqliteMintStore,
     SqlMintStore,
     StoredInvoice,
-    pending_query,
+    pending_params,
     stored_invoice,
 )
 
@@ -115,9 +114,7 @@ class InvoiceService:
         self.min_validity = min_validity
         self.description = description
         self._owner = secrets.token_hex(8)
-        self.store: MintStore = (
-            SqliteMintStore(str(db.url.database)) if db.is_sqlite else SqlMintStore(db.engine)
-        )
+        self.store: MintStore = SqlMintStore(db)
         self._inflight: dict[tuple[str, int], asyncio.Future[IssuedInvoice]] = {}
         self._recent: OrderedDict[tuple[str, int], float] = OrderedDict()
 
@@ -203,7 +200,7 @@ class InvoiceService:
             except BaseException:
                 await self.store.drop_lease(lease)
                 raise
-        except (SQLAlchemyError, sqlite3.Error) as exc:
+        except SQLAlchemyError as exc:
             log.error("invoices.storage_failed", error=type(exc).__name__)
             raise StorageUnavailable("the invoice database is unavailable") from exc
         finally:
@@ -291,11 +288,8 @@ class InvoiceService:
         lookup = Lookup(
             reference_id, int(amount_msat), utcnow() + timedelta(seconds=self.min_validity)
         )
-        query = pending_query(lookup)
-        if since is not None:
-            query = query.where(InvoiceRecord.created_at >= since)
-        async with self.db.engine.connect() as conn:
-            found = (await conn.execute(query)).first()
+        params = pending_params(lookup, since)
+        found = await self.db.run(lambda conn: conn.execute(PENDING, params).first(), durable=False)
         return None if found is None else stored_invoice(found)
 
     async def _backend_status(
@@ -338,31 +332,30 @@ class InvoiceService:
             values = {"status": InvoiceStatusDB.EXPIRED}
         else:
             return
-        async with self.db.engine.begin() as conn:
-            await conn.execute(
-                update(InvoiceRecord)
-                .where(
-                    InvoiceRecord.payment_hash == payment_hash,
-                    InvoiceRecord.status == InvoiceStatusDB.PENDING,
-                )
-                .values(updated_at=utcnow(), **values)
+        statement = (
+            update(InvoiceRecord)
+            .where(
+                InvoiceRecord.payment_hash == payment_hash,
+                InvoiceRecord.status == InvoiceStatusDB.PENDING,
             )
+            .values(updated_at=utcnow(), **values)
+        )
+        await self.db.run(lambda conn: conn.execute(statement))
 
     async def get(self, payment_hash: str) -> InvoiceRecord | None:
         """The stored invoice with this payment hash."""
-        async with self.db.session() as session:
-            query = select(InvoiceRecord).where(InvoiceRecord.payment_hash == payment_hash.lower())
-            return (await session.execute(query)).scalar_one_or_none()
+        query = select(InvoiceRecord).where(InvoiceRecord.payment_hash == payment_hash.lower())
+        found = await self.db.orm(lambda s: list(s.execute(query).scalars()), durable=False)
+        return found[0] if found else None
 
     async def for_reference(self, reference_id: str) -> list[InvoiceRecord]:
         """Every invoice minted for a reference, newest first."""
-        async with self.db.session() as session:
-            query = (
-                select(InvoiceRecord)
-                .where(InvoiceRecord.reference_id == reference_id)
-                .order_by(InvoiceRecord.created_at.desc(), InvoiceRecord.id.desc())
-            )
-            return list((await session.execute(query)).scalars())
+        query = (
+            select(InvoiceRecord)
+            .where(InvoiceRecord.reference_id == reference_id)
+            .order_by(InvoiceRecord.created_at.desc(), InvoiceRecord.id.desc())
+        )
+        return await self.db.orm(lambda s: list(s.execute(query).scalars()), durable=False)
 
     async def aclose(self) -> None:
         await self.store.aclose()

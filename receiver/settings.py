@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     worker_max_attempts: int = Field(10, ge=1)
     worker_lease: float = Field(30.0, ge=1, le=3600)
     """Seconds a worker holds an event; after a crash the event is handled again this late."""
-    worker_concurrency: int = Field(4, ge=1, le=64)
+    worker_concurrency: int = Field(16, ge=1, le=64)
     auto_retry_refund: bool = False
     max_refund_retries: int = Field(1, ge=0)
     forward_url: AnyHttpUrl | None = None

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
 
 from receiver.amounts import Msat
-from receiver.db import InvoiceRecord
+from receiver.db import Database, InvoiceRecord
 from receiver.errors import MintUnavailable
 from receiver.invoices import InvoiceService
 from receiver.lightning.base import MintedInvoice
 from receiver.lightning.fake import FakeBackend, FakeConfig
-from receiver.mint_store import SqliteMintStore
 from receiver.services import Services, backend_context, open_services
 from receiver.settings import Settings
 from tests.support import bolt11_ref
@@ -199,17 +198,17 @@ async def test_an_early_invoice_that_loses_to_a_reusable_one_is_never_kept(
 
 
 async def test_only_lease_transactions_skip_syncs_and_checkpoints(tmp_path: Path) -> None:
-    store = SqliteMintStore(str(tmp_path / "leases.sqlite3"))
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'leases.sqlite3'}")
 
-    def pragmas(conn: sqlite3.Connection) -> tuple[int, int]:
-        synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
-        checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    def pragmas(conn: Connection) -> tuple[int, int]:
+        synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
+        checkpoint = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
         return int(synchronous), int(checkpoint)
 
     try:
-        during_lease = await store._run(pragmas, durable=False)
-        durable = await store._run(pragmas)
+        during_lease = await db.run(pragmas, durable=False)
+        durable = await db.run(pragmas)
     finally:
-        await store.aclose()
+        await db.dispose()
     assert during_lease == (0, 0)  # OFF, and no checkpoint while syncs are off
     assert durable == (2, 1000)  # FULL and the default checkpoint, restored

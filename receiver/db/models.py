@@ -68,3 +68,15 @@ class MintLease(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class VerifyUrlRecord(Base):
+    """A LUD-21 verify URL of an invoice minted through a lightning address (``lnaddress``)."""
+
+    __tablename__ = "lnaddress_verify_urls"
+    __table_args__ = (Index("ix_lnaddress_verify_urls_expires", "expires_at"),)
+
+    payment_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    verify_url: Mapped[str] = mapped_column(Text, nullable=False)
+    amount_msat: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -25,8 +25,8 @@ from receiver.errors import NotFound
 from receiver.handlers._body import read_body
 from receiver.inbox import api
 from receiver.inbox.models import Verification
-from receiver.inbox.runtime import WebhookRuntime
 from receiver.inbox.store import NewEvent
+from receiver.runtime import WebhookRuntime
 from receiver.settings import Settings
 from receiver.webhooks import jsjson
 from receiver.webhooks.delivery import classify, envelope_delivery, has_signature, storable_headers

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from receiver.errors import Unauthorized, ValidationFailed
 from receiver.inbox import queries
 from receiver.inbox.models import EventStatus
-from receiver.inbox.runtime import WebhookRuntime
+from receiver.runtime import WebhookRuntime
 
 
 def _runtime(request: Request) -> WebhookRuntime:

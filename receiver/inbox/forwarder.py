@@ -9,48 +9,60 @@ transaction as each new event; this loop POSTs them in order of arrival:
      "kotani": {"event_id": 12, "reference_id": "TXN-1", "verification": "signature"}}
 
 ``data`` is Kotani's ``data`` (or the bare direct-mode object) re-serialised JS-exactly. Any 2xx
-is delivered; anything else, or no answer within ``timeout``, is retried with the same
-``next_delay`` policy and ends ``dead`` (kept, visible) once attempts run out. The message id is
-stable across retries, so the receiving app can deduplicate. Log events:
+is delivered; anything else, or no answer within ``timeout``, is retried with the retry policy
+and ends ``dead`` (kept, visible) once attempts run out. The message id is stable across
+retries, so the receiving app can deduplicate. The outbox is a ``DurableQueue`` run by the one
+queue loop: up to ``concurrency`` POSTs in flight, the events they need loaded and their
+outcomes recorded in shared transactions (group commit). Log events:
 ``webhook.forward.delivered|retry|dead``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Row
 
 from receiver.db import Database
+from receiver.db.batch import GroupCommit
+from receiver.db.queue import Close, Closed, DurableQueue, QueueSpec
 from receiver.db.types import utcnow
 from receiver.errors import ReceiverError
+from receiver.inbox.loop import QueueLoop
 from receiver.inbox.models import ForwardMessage, OutboxStatus, WebhookEvent
-from receiver.inbox.retry import RetryPolicy, next_delay
 from receiver.logs import get_logger
+from receiver.retry import RetryPolicy
 from receiver.webhooks import jsjson, standard
 from receiver.webhooks.delivery import DIRECT_EVENT
 
 log = get_logger("forwarder")
 
 FORWARD_POLICY = RetryPolicy(max_attempts=15, base=5.0, cap=3600.0)
+FORWARD_LINGER = 0.25
+OUTBOX = QueueSpec(
+    table=ForwardMessage.__table__,
+    pending=OutboxStatus.PENDING,
+    done=OutboxStatus.DELIVERED,
+    dead=OutboxStatus.DEAD,
+    processing=None,
+    returning=("id", "attempts", "event_id", "message_id"),
+)
+_EVENT_COLUMNS = (
+    WebhookEvent.id,
+    WebhookEvent.event_type,
+    WebhookEvent.reference_id,
+    WebhookEvent.body,
+    WebhookEvent.verification,
+    WebhookEvent.received_at,
+)
 
 
-@dataclass(frozen=True, slots=True)
-class _Claimed:
-    id: int
-    event_id: int
-    message_id: str
-    attempts: int
-
-
-def payload(event: WebhookEvent) -> bytes:
+def payload(event: WebhookEvent | Row[Any]) -> bytes:
     """The JSON forwarded for ``event``."""
     try:
         body = jsjson.loads(event.body)
@@ -75,7 +87,7 @@ def payload(event: WebhookEvent) -> bytes:
 
 
 class Forwarder:
-    """Delivers the forwarding outbox (one loop per process)."""
+    """Delivers the forwarding outbox (one queue loop per process)."""
 
     def __init__(
         self,
@@ -88,72 +100,77 @@ class Forwarder:
         policy: RetryPolicy = FORWARD_POLICY,
         timeout: float = 10.0,
         poll: float = 1.0,
+        concurrency: int = 32,
         transport: httpx.AsyncBaseTransport | None = None,
+        pause: Callable[[], bool] | None = None,
     ) -> None:
         self.db = db
         self.url = url
         self._key = key
-        self.owner = owner
-        self.lease = timedelta(seconds=max(lease, timeout + 5))
         self.policy = policy
-        self.poll = poll
-        self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
+        self.queue = DurableQueue(db, OUTBOX, owner=owner, lease=max(lease, timeout + 5))
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self._http = httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, transport=transport, limits=limits
+        )
+        self._events: GroupCommit[int, Row[Any]] = GroupCommit(self._load, name="forwarder-events")
+        self.loop = QueueLoop(
+            self.queue,
+            self._handle,
+            name="webhook.forward",
+            concurrency=concurrency,
+            poll=poll,
+            pause=pause,
+            report=_report,
+            # A delivered message recorded late is at worst delivered again after a crash
+            # (same webhook-id): gather the answers of a whole claim into one transaction.
+            linger=FORWARD_LINGER,
+        )
 
     def __repr__(self) -> str:
         return f"Forwarder(url={self.url!r})"
 
+    @property
+    def lease(self) -> timedelta:
+        return self.queue.lease
+
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._loop(), name="forwarder")
+        self.loop.start()
 
     async def stop(self, grace: float = 15.0) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            _, pending = await asyncio.wait([self._task], timeout=grace)
-            for task in pending:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            self._task = None
+        await self.loop.stop(grace)
+        await self._events.aclose()
         await self._http.aclose()
-
-    async def _loop(self) -> None:
-        while not self._stopping:
-            try:
-                worked = await self.run_once()
-            except (SQLAlchemyError, OSError) as exc:
-                log.error("webhook.forward.storage_failed", error=type(exc).__name__)
-                worked = False
-            if not worked and not self._stopping:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll)
-
-    async def drain(self, limit: int = 10_000) -> int:
-        done = 0
-        while done < limit and await self.run_once():
-            done += 1
-        return done
 
     async def run_once(self) -> bool:
         """Deliver one due message; False when none was due."""
-        claimed = await self._claim()
-        if claimed is None:
-            return False
-        async with self.db.session() as session:
-            event = await session.get(WebhookEvent, claimed.event_id)
-        if event is None:  # pragma: no cover - foreign key
-            await self._close(claimed, OutboxStatus.DEAD, "the event is gone", None)
-            return True
+        return await self.loop.run_once()
+
+    async def drain(self, limit: int = 10_000) -> int:
+        return await self.loop.drain(limit)
+
+    async def _load(self, ids: list[int]) -> list[Row[Any] | BaseException]:
+        """The events of many messages in one read."""
+
+        def work(conn: Connection) -> dict[int, Row[Any]]:
+            query = select(*_EVENT_COLUMNS).where(WebhookEvent.id.in_(set(ids)))
+            rows: list[Row[Any]] = list(conn.execute(query))
+            return {row.id: row for row in rows}
+
+        found = await self.db.run(work, durable=False)
+        return [found.get(i) or LookupError(f"event {i} is gone") for i in ids]
+
+    async def _handle(self, row: Row[Any]) -> Close:
+        job = row._mapping
+        try:
+            event = await self._events.submit(job["event_id"])
+        except LookupError:  # pragma: no cover - foreign key
+            return Close(job["id"], OutboxStatus.DEAD, error="the event is gone")
         body = payload(event)
-        headers = standard.headers(self._key, claimed.message_id, int(time.time()), body)
+        headers = standard.headers(self._key, job["message_id"], int(time.time()), body)
         status_code: int | None = None
         try:
             response = await self._http.post(self.url, content=body, headers=headers)
@@ -161,86 +178,26 @@ class Forwarder:
             error = None if 200 <= status_code < 300 else f"answered {status_code}"
         except httpx.HTTPError as exc:
             error = f"no answer: {type(exc).__name__}"
+        values: dict[str, Any] = {"last_status_code": status_code}
         if error is None:
-            await self._close(claimed, OutboxStatus.DELIVERED, None, status_code)
-            log.info("webhook.forward.delivered", event_id=claimed.event_id, status=status_code)
-            return True
-        delay = next_delay(claimed.attempts, self.policy)
+            values["delivered_at"] = utcnow()
+            return Close(job["id"], OutboxStatus.DELIVERED, values=values)
+        delay = self.policy.next_delay(job["attempts"])
         if delay is None:
-            await self._close(claimed, OutboxStatus.DEAD, error, status_code)
-            log.warning("webhook.forward.dead", event_id=claimed.event_id, error=error)
-        else:
-            await self._close(claimed, OutboxStatus.PENDING, error, status_code, delay)
-            log.info(
-                "webhook.forward.retry",
-                event_id=claimed.event_id,
-                error=error,
-                delay=round(delay.total_seconds(), 1),
-            )
-        return True
+            return Close(job["id"], OutboxStatus.DEAD, error=error, values=values)
+        retry_at = utcnow() + timedelta(seconds=delay)
+        return Close(job["id"], OutboxStatus.PENDING, error=error, retry_at=retry_at, values=values)
 
-    async def _claim(self) -> _Claimed | None:
-        now = utcnow()
-        due = (
-            select(ForwardMessage.id)
-            .where(
-                ForwardMessage.status == OutboxStatus.PENDING,
-                ForwardMessage.next_attempt_at <= now,
-                or_(
-                    ForwardMessage.lease_expires_at.is_(None),
-                    ForwardMessage.lease_expires_at < now,
-                ),
-            )
-            .order_by(ForwardMessage.next_attempt_at, ForwardMessage.id)
-            .limit(1)
-        )
-        if not self.db.is_sqlite:
-            due = due.with_for_update(skip_locked=True)
-        statement = (
-            update(ForwardMessage)
-            .where(ForwardMessage.id == due.scalar_subquery())
-            .values(
-                lease_owner=self.owner,
-                lease_expires_at=now + self.lease,
-                attempts=ForwardMessage.attempts + 1,
-            )
-            .returning(
-                ForwardMessage.id,
-                ForwardMessage.event_id,
-                ForwardMessage.message_id,
-                ForwardMessage.attempts,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        async with self.db.session() as session, session.begin():
-            row = (await session.execute(statement)).one_or_none()
-        return None if row is None else _Claimed(*row)
 
-    async def _close(
-        self,
-        claimed: _Claimed,
-        status: OutboxStatus,
-        error: str | None,
-        status_code: int | None,
-        delay: timedelta | None = None,
-    ) -> None:
-        now = utcnow()
-        values: dict[str, Any] = {
-            "status": status,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "last_status_code": status_code,
-        }
-        if error is not None:
-            values["last_error"] = error[:2000]
-        if status is OutboxStatus.DELIVERED:
-            values["delivered_at"] = now
-        if delay is not None:
-            values["next_attempt_at"] = now + delay
-        async with self.db.session() as session, session.begin():
-            await session.execute(
-                update(ForwardMessage)
-                .where(ForwardMessage.id == claimed.id, ForwardMessage.lease_owner == self.owner)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+def _report(row: Row[Any], close: Close, closed: Closed) -> None:
+    event_id = row._mapping["event_id"]
+    if closed.error is not None:
+        log.error("webhook.forward.storage_failed", event_id=event_id)
+    elif close.status is OutboxStatus.DELIVERED:
+        status = close.values.get("last_status_code")
+        log.info("webhook.forward.delivered", event_id=event_id, status=status)
+    elif close.retry_at is None:
+        log.warning("webhook.forward.dead", event_id=event_id, error=close.error)
+    else:
+        retry_at = close.retry_at.isoformat()
+        log.info("webhook.forward.retry", event_id=event_id, error=close.error, retry_at=retry_at)

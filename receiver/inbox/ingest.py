@@ -1,18 +1,19 @@
 """Accepting deliveries: persist before the 2xx, with group commit.
 
 ``Ingest.accept`` returns once its delivery is committed. Concurrent deliveries wait on one
-writer task that inserts them in one transaction (``INSERT … ON CONFLICT (dedup_key) DO NOTHING
+writer task that inserts them in one unit of work (``INSERT … ON CONFLICT (dedup_key) DO NOTHING
 RETURNING``), so each 2xx still follows its own durable commit (SQLite ``synchronous=FULL``)
-while a burst costs one fsync, not one per event. On SQLite the batch runs in one hop to a
-writer thread with its own connection (``receiver.inbox.sqlite_writer``: through aiosqlite
-every statement is a thread hop, and under load each hop waits behind the HTTP work on the
-event loop). A duplicate gets the id of the first copy and bumps its ``duplicates`` counter;
-when forwarding is on, the outbox row is written in the same transaction as the event.
+while a burst costs one fsync, not one per event. A duplicate gets the id of the first copy and
+bumps its ``duplicates`` counter; when forwarding is on, the outbox row is written in the same
+transaction as the event.
+
+Poison isolation: text that cannot be stored (a lone surrogate from a ``\\ud800`` escape has
+no UTF-8 form) is refused before it joins a batch, with a 400 naming the field; should a batch
+fail anyway, its deliveries are written again one by one, so only the bad one fails.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -20,14 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.db import Database
-from receiver.db.sqlite_conn import SqliteThread
+from receiver.db.batch import GroupCommit
+from receiver.db.sql import insert_ignore
 from receiver.db.types import utcnow
-from receiver.errors import StorageUnavailable
+from receiver.errors import RequestError, StorageUnavailable
 from receiver.inbox.models import (
     EventStatus,
     ForwardMessage,
@@ -35,9 +36,8 @@ from receiver.inbox.models import (
     Verification,
     WebhookEvent,
 )
-from receiver.inbox.sqlite_writer import SqliteWriter
 from receiver.logs import get_logger
-from receiver.webhooks.delivery import Delivery
+from receiver.webhooks.delivery import REFERENCE_FIELDS, Delivery
 
 log = get_logger("inbox")
 
@@ -72,97 +72,60 @@ class Ingest:
         self.db = db
         self.forward = forward
         self._on_accept = on_accept
-        self._queue: list[tuple[NewEvent, asyncio.Future[Accepted]]] = []
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._commit: GroupCommit[NewEvent, Accepted] = GroupCommit(
+            self._settle, max_batch=MAX_BATCH, name="inbox-writer"
+        )
         self._closing = False
         self.last_accept = 0.0
         """``time.monotonic()`` of the latest delivery (the worker yields while they arrive)."""
-        dialect = sqlite if db.is_sqlite else postgresql
         events: Any = WebhookEvent.__table__
         outbox: Any = ForwardMessage.__table__
         # Built once, run as executemany: SQLAlchemy batches them into multi-row statements
         # with a cached compilation (compiling one statement per batch cost more than the fsync).
-        self._insert_rows = (
-            dialect.insert(events)
-            .on_conflict_do_nothing(index_elements=["dedup_key"])
-            .returning(events.c.id, events.c.dedup_key)
-        )
+        self._insert_rows: Any = None
         self._count_duplicates = (
             update(events)
             .where(events.c.dedup_key == bindparam("key"))
             .values(duplicates=events.c.duplicates + bindparam("extra"))
         )
         self._insert_outbox = insert(outbox)
-        database = db.url.database
-        self._sqlite = (
-            SqliteWriter(database) if db.is_sqlite and database and database != ":memory:" else None
-        )
-        self._thread = SqliteThread("inbox-writer") if self._sqlite is not None else None
 
     @property
     def waiting(self) -> int:
         """Deliveries waiting for their commit."""
-        return len(self._queue)
+        return self._commit.waiting
 
     async def accept(self, event: NewEvent) -> Accepted:
         """Store ``event`` durably (or find its earlier copy); return once committed."""
         if self._closing:
             raise StorageUnavailable("the service is shutting down; retry")
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        refuse_unstorable(event)
         self.last_accept = time.monotonic()
-        self._queue.append((event, future))
-        self._wake.set()
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_loop(), name="inbox-writer")
-        return await future
+        return await self._commit.submit(event)
 
     async def aclose(self) -> None:
         """Finish the writes in hand, then stop the writer."""
-        if self._writer is None:
-            self._close_writer_thread()
-            return
         self._closing = True
-        self._wake.set()
-        await self._writer
-        self._writer = None
-        self._close_writer_thread()
+        await self._commit.aclose()
 
-    def _close_writer_thread(self) -> None:
-        if self._thread is not None and self._sqlite is not None:
-            # The connection belongs to the writer thread: close it there.
-            self._thread.close(self._sqlite.close)
-            self._thread = None
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = self._queue[:MAX_BATCH]
-                del self._queue[:MAX_BATCH]
-                try:
-                    results = await self._write([event for event, _ in batch])
-                except Exception as exc:  # the writer must outlive any failure: requests wait on it
-                    log.error(
-                        "inbox.store_failed",
-                        error=type(exc).__name__,
-                        events=len(batch),
-                        exc_info=not isinstance(exc, SQLAlchemyError | OSError),
-                    )
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(
-                                StorageUnavailable("the webhook could not be stored; retry")
-                            )
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-                if self._on_accept is not None and any(not r.duplicate for r in results):
-                    self._on_accept()
-            if self._closing:
-                return
+    async def _settle(self, batch: list[NewEvent]) -> list[Accepted | BaseException]:
+        """Write a batch; when it fails, each delivery alone (one bad row fails only itself)."""
+        try:
+            results: list[Accepted | BaseException] = list(await self._write(batch))
+        except Exception as exc:
+            if len(batch) > 1:
+                return [(await self._settle([one]))[0] for one in batch]
+            log.error(
+                "inbox.store_failed",
+                error=type(exc).__name__,
+                exc_info=not isinstance(exc, SQLAlchemyError | OSError),
+            )
+            return [StorageUnavailable("the webhook could not be stored; retry")]
+        if self._on_accept is not None and any(
+            isinstance(r, Accepted) and not r.duplicate for r in results
+        ):
+            self._on_accept()
+        return results
 
     async def _write(self, events: list[NewEvent]) -> list[Accepted]:
         first: dict[str, NewEvent] = {}
@@ -171,15 +134,7 @@ class Ingest:
             key = event.delivery.dedup_key
             first.setdefault(key, event)
             counts[key] = counts.get(key, 0) + 1
-        if self._sqlite is not None:
-            # One hop to the writer thread per batch (through aiosqlite every statement is a
-            # hop, and under load each waits behind the HTTP work on the event loop).
-            assert self._thread is not None
-            sqlite, forward = self._sqlite, self.forward
-            inserted, ids = await self._thread.run(lambda: sqlite.write(first, counts, forward))
-        else:
-            async with self.db.engine.begin() as connection:
-                inserted, ids = await connection.run_sync(self._write_rows, first, counts)
+        inserted, ids = await self.db.run(lambda conn: self._write_rows(conn, first, counts))
         seen: set[str] = set()
         results = []
         for event in events:
@@ -191,7 +146,12 @@ class Ingest:
     def _write_rows(
         self, connection: Connection, first: dict[str, NewEvent], counts: dict[str, int]
     ) -> tuple[dict[str, int], dict[str, int]]:
-        """The SQLAlchemy version of ``SqliteWriter.write`` (PostgreSQL, in-memory SQLite)."""
+        """Insert the new events of a batch; (inserted ids by key, all ids by key)."""
+        if self._insert_rows is None:
+            events: Any = WebhookEvent.__table__
+            self._insert_rows = insert_ignore(connection, events, "dedup_key").returning(
+                events.c.id, events.c.dedup_key
+            )
         now = utcnow()
         rows = [
             {
@@ -245,3 +205,35 @@ class Ingest:
                 ],
             )
         return inserted, ids
+
+
+def refuse_unstorable(event: NewEvent) -> None:
+    """``RequestError`` (400, naming the field) for text that has no UTF-8 form.
+
+    JSON may carry a lone surrogate (``"\\ud800"``); no database can store it, and a 5xx
+    would make Kotani retry the same delivery for a day.
+    """
+    delivery = event.delivery
+    data = delivery.data
+    reference_field = next(
+        (name for name in REFERENCE_FIELDS if data.get(name) == delivery.reference_id),
+        "reference_id",
+    )
+    fields = [
+        ("event", delivery.event_type),
+        (reference_field, delivery.reference_id),
+        ("dedup_key", delivery.dedup_key),
+        ("verification_detail", event.detail),
+        *((f"header {name}", value) for name, value in event.headers.items()),
+    ]
+    for name, value in fields:
+        if value is not None and not _encodable(value):
+            raise RequestError(f"{name}: text that cannot be encoded as UTF-8 (a lone surrogate)")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

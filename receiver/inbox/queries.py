@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from receiver.db import Database, InvoiceRecord
 from receiver.errors import NotFound
@@ -77,19 +78,23 @@ async def list_events(
         query = query.where(WebhookEvent.reference_id == reference_id)
     if before is not None:
         query = query.where(WebhookEvent.id < before)
-    async with db.session() as session:
-        return [event_summary(e) for e in (await session.execute(query)).scalars()]
+    return await db.orm(
+        lambda session: [event_summary(e) for e in session.execute(query).scalars()],
+        durable=False,
+    )
 
 
 async def get_event(db: Database, event_id: int) -> dict[str, Any]:
     """One event with its body, headers and forwarding state; ``NotFound`` if unknown."""
-    async with db.session() as session:
-        event = await session.get(WebhookEvent, event_id)
-        if event is None:
-            raise NotFound(f"no event {event_id}")
-        forward = (
-            await session.execute(select(ForwardMessage).where(ForwardMessage.event_id == event_id))
-        ).scalar_one_or_none()
+
+    def read(session: Session) -> tuple[WebhookEvent | None, ForwardMessage | None]:
+        event = session.get(WebhookEvent, event_id)
+        query = select(ForwardMessage).where(ForwardMessage.event_id == event_id)
+        return event, session.execute(query).scalar_one_or_none()
+
+    event, forward = await db.orm(read, durable=False)
+    if event is None:
+        raise NotFound(f"no event {event_id}")
     view = event_summary(event)
     view["dedup_key"] = event.dedup_key
     view["headers"] = json.loads(event.headers or "{}")
@@ -108,11 +113,12 @@ async def get_event(db: Database, event_id: int) -> dict[str, Any]:
 
 async def refund_view(db: Database, reference_id: str) -> dict[str, Any]:
     """Everything known about the refund of ``reference_id``; ``NotFound`` if nothing is."""
-    async with db.session() as session:
-        refund = await session.get(Refund, reference_id)
-        status = await session.get(TransactionStatus, reference_id)
+
+    def read(session: Session) -> tuple[Any, Any, list[dict[str, Any]], list[dict[str, Any]]]:
+        refund = session.get(Refund, reference_id)
+        status = session.get(TransactionStatus, reference_id)
         steps = (
-            await session.execute(
+            session.execute(
                 select(RefundHistory)
                 .where(RefundHistory.reference_id == reference_id)
                 .order_by(RefundHistory.id)
@@ -123,7 +129,7 @@ async def refund_view(db: Database, reference_id: str) -> dict[str, Any]:
             for h in steps
         ]
         invoices = (
-            await session.execute(
+            session.execute(
                 select(InvoiceRecord)
                 .where(InvoiceRecord.reference_id == reference_id)
                 .order_by(InvoiceRecord.id.desc())
@@ -140,6 +146,9 @@ async def refund_view(db: Database, reference_id: str) -> dict[str, Any]:
             }
             for i in invoices
         ]
+        return refund, status, history, minted
+
+    refund, status, history, minted = await db.orm(read, durable=False)
     events = await list_events(db, reference_id=reference_id, limit=MAX_PAGE)
     if refund is None and status is None and not events and not minted:
         raise NotFound(f"nothing is known about reference {reference_id}")

@@ -1,38 +1,31 @@
-"""The inbox worker: claim a due event, run its handler, record the outcome; repeat.
+"""The inbox worker: the queue loop (``receiver.inbox.loop``) running event handlers.
 
-Started by the app's lifespan (``receiver.inbox.runtime``). ``concurrency`` loops share one
-process; each holds at most one event, whose lease a heartbeat renews while the handler runs.
-Outcomes:
+Started by the app's lifespan. Handlers are injected (``handlers``: event type -> handler, and
+the ``context`` they receive); the inbox never imports them. Up to ``concurrency`` events are in
+flight; events of one reference run one after the other. Outcomes:
 
 - the handler returns -> ``done``, its database effects committed with that status;
 - ``PermanentFailure`` -> ``dead`` at once (its effects, e.g. the refund marked rejected, kept);
-- any other failure -> retried after ``next_delay(attempts)``, ``dead`` once attempts run out,
-  the last error kept; an event type without handler -> ``done`` ("nothing to do").
+- any other failure -> retried after the policy's wait, ``dead`` once attempts run out, the
+  last error kept; an event type without handler -> ``done`` ("nothing to do").
 
-``stop()`` lets every loop finish the event in hand (up to ``grace`` seconds), then cancels; an
-event cut off is released at once so the next start picks it up. A process killed outright
-leaves its events leased; they are due again when the lease runs out. Log events:
-``webhook.event.done|retry|dead|released``.
+Log events: ``webhook.event.done|retry|dead|released``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Row
 
+from receiver.db.queue import Close, Closed
 from receiver.errors import ReceiverError
-from receiver.handlers.events import handler_for
-from receiver.handlers.events.base import (
-    EventContext,
-    Handled,
-    Handler,
-    InboxEvent,
-    PermanentFailure,
-)
-from receiver.inbox.store import ClaimedEvent, Inbox, LeaseLost
+from receiver.inbox.events import Handled, Handler, InboxEvent, PermanentFailure
+from receiver.inbox.loop import QueueLoop
+from receiver.inbox.models import EventStatus
+from receiver.inbox.store import ClaimedEvent, Inbox
 from receiver.logs import get_logger
 from receiver.webhooks import jsjson
 from receiver.webhooks.delivery import DIRECT_EVENT
@@ -41,7 +34,6 @@ log = get_logger("worker")
 
 HANDLER_TIMEOUT = 300.0
 """No handler runs longer than this (it is then retried)."""
-PRESSURE_PAUSE = 0.05
 
 
 class Worker:
@@ -50,168 +42,94 @@ class Worker:
     def __init__(
         self,
         inbox: Inbox,
-        context: EventContext,
+        context: Any,
         *,
-        concurrency: int = 1,
+        handlers: Callable[[str], Handler | None],
+        concurrency: int = 16,
         poll: float = 1.0,
         handler_timeout: float = HANDLER_TIMEOUT,
-        handlers: Callable[[str], Handler | None] = handler_for,
     ) -> None:
         self.inbox = inbox
         self.context = context
-        self.concurrency = concurrency
-        self.poll = poll
         self.handler_timeout = handler_timeout
         self._handlers = handlers
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self.loop = QueueLoop(
+            inbox.queue,
+            self._handle,
+            name="webhook.worker",
+            concurrency=concurrency,
+            poll=poll,
+            pause=inbox.under_pressure,
+            report=self._report,
+            recover=self._recover,
+        )
 
     def wake(self) -> None:
         """Look for work now (an event was just stored)."""
-        self._wake.set()
+        self.loop.wake()
 
     def start(self) -> None:
-        self._stopping = False
-        self._tasks = [
-            asyncio.create_task(self._loop(n), name=f"inbox-worker-{n}")
-            for n in range(self.concurrency)
-        ]
+        self.loop.start()
 
     async def stop(self, grace: float = 30.0) -> None:
         """Finish the events in hand (up to ``grace`` s), then stop; cut-off events are released."""
-        self._stopping = True
-        self._wake.set()
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(self._tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        self._tasks = []
-
-    async def _loop(self, index: int) -> None:
-        while not self._stopping:
-            if self.inbox.under_pressure():
-                # Acknowledging deliveries comes first (Kotani is waiting on each answer, and
-                # this process has one event loop and one SQLite connection): while they
-                # arrive, one loop handles an event every PRESSURE_PAUSE s and the others wait.
-                await asyncio.sleep(PRESSURE_PAUSE)
-                if index:
-                    continue
-            try:
-                worked = await self.run_once()
-            except (SQLAlchemyError, OSError) as exc:
-                log.error("webhook.worker.storage_failed", error=type(exc).__name__)
-                worked = False
-            if not worked and not self._stopping:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll)
+        await self.loop.stop(grace)
 
     async def run_once(self) -> bool:
         """Claim and handle one due event; False when none was due."""
-        claimed = await self.inbox.claim()
-        if claimed is None:
-            return False
-        try:
-            await self._handle(claimed)
-        except asyncio.CancelledError:
-            # Shutdown ran out of patience: hand the event back, due now, for the next start.
-            await self._release(claimed)
-            raise
-        return True
+        return await self.loop.run_once()
 
     async def drain(self, limit: int = 10_000) -> int:
         """Handle due events until none is left (tests, CLI); returns how many were handled."""
-        done = 0
-        while done < limit and await self.run_once():
-            done += 1
-        return done
+        return await self.loop.drain(limit)
 
-    async def _handle(self, claimed: ClaimedEvent) -> None:
+    async def _handle(self, row: Row[Any]) -> Close:
+        claimed = ClaimedEvent.from_row(row)
         handler = self._handlers(claimed.event_type)
         try:
             if handler is None:
                 result = Handled("no handler for this event type: stored and forwarded only")
             else:
                 event = _parse(claimed)
-                async with asyncio.timeout(self.handler_timeout), self._heartbeat(claimed):
+                async with asyncio.timeout(self.handler_timeout):
                     result = await handler(self.context, event)
         except PermanentFailure as exc:
-            await self._fail(claimed, exc.message, permanent=True, failure=exc)
+            return self.inbox.failed(claimed, exc.message, permanent=True, apply=exc.apply)
         except ReceiverError as exc:
-            await self._fail(claimed, f"{exc.error_code}: {exc.message}", permanent=False)
+            return self.inbox.failed(claimed, f"{exc.error_code}: {exc.message}", permanent=False)
         except TimeoutError:
-            await self._fail(claimed, "handler.timeout: the handler ran too long", permanent=False)
+            return self.inbox.failed(
+                claimed, "handler.timeout: the handler ran too long", permanent=False
+            )
         except Exception as exc:
             # A bug must not lose the event: it is retried, then dead, with the error kept.
             log.error("webhook.event.crashed", event_id=claimed.id, exc_info=exc)
-            await self._fail(claimed, f"internal: {type(exc).__name__}", permanent=False)
-        else:
-            try:
-                await self.inbox.finish(claimed, result.outcome, result.apply)
-            except LeaseLost:
-                log.warning("webhook.event.lease_lost", event_id=claimed.id)
-                return
-            log.info(
-                "webhook.event.done",
-                event_id=claimed.id,
-                event_type=claimed.event_type,
-                reference_id=claimed.reference_id,
-                attempts=claimed.attempts,
-                outcome=result.outcome,
-            )
+            return self.inbox.failed(claimed, f"internal: {type(exc).__name__}", permanent=False)
+        return self.inbox.done(claimed, result.outcome, result.apply)
 
-    async def _fail(
-        self,
-        claimed: ClaimedEvent,
-        error: str,
-        *,
-        permanent: bool,
-        failure: PermanentFailure | None = None,
-    ) -> None:
-        apply = failure.apply if failure is not None else None
-        try:
-            delay = await self.inbox.fail(claimed, error, permanent=permanent, apply=apply)
-        except LeaseLost:
-            log.warning("webhook.event.lease_lost", event_id=claimed.id)
-            return
+    def _report(self, row: Row[Any], close: Close, closed: Closed) -> None:
+        job = row._mapping
         fields = {
-            "event_id": claimed.id,
-            "event_type": claimed.event_type,
-            "reference_id": claimed.reference_id,
-            "attempts": claimed.attempts,
-            "error": error,
+            "event_id": close.id,
+            "event_type": job["event_type"],
+            "reference_id": job["reference_id"],
+            "attempts": job["attempts"],
         }
-        if delay is None:
-            log.warning("webhook.event.dead", **fields)
+        if closed.error is not None:
+            log.error("webhook.event.apply_failed", error=type(closed.error).__name__, **fields)
+        elif close.status is EventStatus.DONE:
+            log.info("webhook.event.done", outcome=close.note, **fields)
+        elif close.retry_at is None:
+            log.warning("webhook.event.dead", error=close.error, **fields)
         else:
-            log.info("webhook.event.retry", delay=round(delay.total_seconds(), 1), **fields)
+            retry_at = close.retry_at.isoformat()
+            log.info("webhook.event.retry", retry_at=retry_at, error=close.error, **fields)
 
-    @contextlib.asynccontextmanager
-    async def _heartbeat(self, claimed: ClaimedEvent) -> AsyncIterator[None]:
-        interval = max(self.inbox.lease.total_seconds() / 3, 0.1)
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                with contextlib.suppress(SQLAlchemyError, OSError):
-                    if not await self.inbox.extend(claimed):
-                        return
-
-        task = asyncio.create_task(beat())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _release(self, claimed: ClaimedEvent) -> None:
-        with contextlib.suppress(SQLAlchemyError, OSError):
-            await self.inbox.release(claimed)
-            log.info("webhook.event.released", event_id=claimed.id)
+    def _recover(self, row: Row[Any], close: Close, error: BaseException) -> Close:
+        """The effects could not be committed (rolled back alone): retry the event later."""
+        claimed = ClaimedEvent.from_row(row)
+        message = f"internal: {type(error).__name__} while recording the effects"
+        return self.inbox.failed(claimed, message, permanent=False)
 
 
 def _parse(claimed: ClaimedEvent) -> InboxEvent:

@@ -1,9 +1,10 @@
 """The crypto-bridge deposits we watch, in the database (tables in ``models_db``).
 
-Every write compares with what is stored and returns the ``BridgeEvent``s it caused, which are
-stored in the same transaction. A regeneration is *reserved* before it is sent, with a
-conditional UPDATE on the count and time we read (optimistic concurrency): of two replicas that
-both decide to regenerate, exactly one gets the row, so the rules hold across processes.
+Each read or write is one unit of work (``Database.orm``). Every write compares with what is
+stored and returns the ``BridgeEvent``s it caused, which are stored in the same transaction. A
+regeneration is *reserved* before it is sent, with a conditional UPDATE on the count and time we
+read (optimistic concurrency): of two replicas that both decide to regenerate, exactly one gets
+the row, so the rules hold across processes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from receiver.db.engine import Database
 from receiver.kotani.bridge_rules import MAX_REGENERATIONS, RegenerationState
@@ -69,8 +70,9 @@ class BridgeStore:
         self._db = db
 
     async def get(self, reference: str) -> BridgeDepositRecord | None:
-        async with self._db.session() as session:
-            return await session.get(BridgeDepositRecord, reference)
+        return await self._db.orm(
+            lambda session: session.get(BridgeDepositRecord, reference), durable=False
+        )
 
     async def ensure(
         self,
@@ -81,53 +83,54 @@ class BridgeStore:
         now: datetime,
     ) -> None:
         """Start tracking ``reference`` (idempotent; concurrent inserts are harmless)."""
-        try:
-            async with self._db.session() as session, session.begin():
-                if await session.get(BridgeDepositRecord, reference) is None:
-                    session.add(
-                        BridgeDepositRecord(
-                            kotani_reference_id=reference,
-                            provider_reference_id=provider_reference_id,
-                            origin=origin,
-                            active=True,
-                            regeneration_count=0,
-                            created_at=now,
-                            updated_at=now,
-                        )
+
+        def work(session: Session) -> None:
+            if session.get(BridgeDepositRecord, reference) is None:
+                session.add(
+                    BridgeDepositRecord(
+                        kotani_reference_id=reference,
+                        provider_reference_id=provider_reference_id,
+                        origin=origin,
+                        active=True,
+                        regeneration_count=0,
+                        created_at=now,
+                        updated_at=now,
                     )
+                )
+
+        try:
+            await self._db.orm(work)
         except IntegrityError:
             pass  # another process inserted it first
 
     async def active(self) -> list[str]:
         """References the keeper still polls."""
-        async with self._db.session() as session:
-            rows = await session.scalars(
-                select(BridgeDepositRecord.kotani_reference_id)
-                .where(BridgeDepositRecord.active.is_(True))
-                .order_by(BridgeDepositRecord.created_at)
-            )
-            return list(rows)
+        query = (
+            select(BridgeDepositRecord.kotani_reference_id)
+            .where(BridgeDepositRecord.active.is_(True))
+            .order_by(BridgeDepositRecord.created_at)
+        )
+        return await self._db.orm(lambda session: list(session.scalars(query)), durable=False)
 
     async def events(self, reference: str) -> list[BridgeEvent]:
-        async with self._db.session() as session:
-            rows = await session.scalars(
-                select(BridgeEventRecord)
-                .where(BridgeEventRecord.kotani_reference_id == reference)
-                .order_by(BridgeEventRecord.id)
-            )
-            return [
-                BridgeEvent(
-                    row.kotani_reference_id, row.kind, row.created_at, json.loads(row.detail)
-                )
-                for row in rows
-            ]
+        query = (
+            select(BridgeEventRecord)
+            .where(BridgeEventRecord.kotani_reference_id == reference)
+            .order_by(BridgeEventRecord.id)
+        )
+        rows = await self._db.orm(lambda session: list(session.scalars(query)), durable=False)
+        return [
+            BridgeEvent(row.kotani_reference_id, row.kind, row.created_at, json.loads(row.detail))
+            for row in rows
+        ]
 
     async def record_status(
         self, reference: str, *, chain: Chain, status: DepositStatus, now: datetime
     ) -> list[BridgeEvent]:
         """Store the deposit's chain and status; a terminal status ends polling."""
-        async with self._db.session() as session, session.begin():
-            record = await self._row(session, reference)
+
+        def work(session: Session) -> list[BridgeEvent]:
+            record = self._row(session, reference)
             events = []
             if record.status is not status:
                 events.append(
@@ -148,13 +151,16 @@ class BridgeStore:
             self._add(session, events)
             return events
 
+        return await self._db.orm(work)
+
     async def record_refund_config(
         self, reference: str, verified: VerifiedRefundConfig, *, now: datetime
     ) -> list[BridgeEvent]:
         """Store a refund config (its invoice only if it passed the checks)."""
         config = verified.config
-        async with self._db.session() as session, session.begin():
-            record = await self._row(session, reference)
+
+        def work(session: Session) -> list[BridgeEvent]:
+            record = self._row(session, reference)
             events: list[BridgeEvent] = []
             problem = None if verified.problem is None else verified.problem.error_code
             changed = (
@@ -204,11 +210,14 @@ class BridgeStore:
             self._add(session, events)
             return events
 
+        return await self._db.orm(work)
+
     async def reserve_regeneration(self, seen: RegenerationState, *, now: datetime) -> bool:
         """Claim the next regeneration if the row is still as ``seen`` (False: someone else did)."""
         last = BridgeDepositRecord.last_regenerated_at
-        async with self._db.session() as session, session.begin():
-            result = await session.execute(
+
+        def work(session: Session) -> bool:
+            result = session.execute(
                 update(BridgeDepositRecord)
                 .where(
                     BridgeDepositRecord.kotani_reference_id == seen.reference,
@@ -227,6 +236,8 @@ class BridgeStore:
             )
             return bool(getattr(result, "rowcount", 0) == 1)
 
+        return await self._db.orm(work)
+
     async def release_regeneration(
         self, seen: RegenerationState, *, limit_reached: bool, now: datetime
     ) -> None:
@@ -235,8 +246,9 @@ class BridgeStore:
         The request time stays (Kotani counts its 30 s from requests); when Kotani says the
         limit is reached, the count is raised to the limit instead.
         """
-        async with self._db.session() as session, session.begin():
-            record = await self._row(session, seen.reference)
+
+        def work(session: Session) -> None:
+            record = self._row(session, seen.reference)
             if limit_reached:
                 record.regeneration_count = max(record.regeneration_count, MAX_REGENERATIONS)
             else:
@@ -246,19 +258,23 @@ class BridgeStore:
             record.regenerated_for = seen.regenerated_for
             record.updated_at = now
 
+        await self._db.orm(work)
+
     async def add_events(self, events: list[BridgeEvent]) -> None:
-        async with self._db.session() as session, session.begin():
+        def work(session: Session) -> None:
             self._add(session, events)
 
+        await self._db.orm(work)
+
     @staticmethod
-    async def _row(session: AsyncSession, reference: str) -> BridgeDepositRecord:
-        record = await session.get(BridgeDepositRecord, reference)
+    def _row(session: Session, reference: str) -> BridgeDepositRecord:
+        record = session.get(BridgeDepositRecord, reference)
         if record is None:
             raise LookupError(f"{reference} is not tracked (call ensure first)")
         return record
 
     @staticmethod
-    def _add(session: AsyncSession, events: list[BridgeEvent]) -> None:
+    def _add(session: Session, events: list[BridgeEvent]) -> None:
         for event in events:
             session.add(
                 BridgeEventRecord(

@@ -9,10 +9,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from receiver.handlers.events.base import EventContext
+from receiver.handlers.events import handler_for
 from receiver.inbox.models import EventStatus
-from receiver.inbox.runtime import open_webhooks
 from receiver.inbox.worker import Worker
+from receiver.runtime import open_webhooks
 from receiver.services import open_services
 from receiver.settings import Settings
 from tests.inbox.conftest import new_event
@@ -44,7 +44,7 @@ async def test_events_and_refunds_commands(
         second = (
             await rt.inbox.accept(new_event("refund.failed", {"referenceId": "CLI-1"}))
         ).event_id
-        worker = Worker(rt.inbox, EventContext(settings, services.invoices, None))
+        worker = Worker(rt.inbox, rt.worker.context, handlers=handler_for)
         assert await worker.drain() == 2
 
     listed = cli(tmp_path, "events", "list", "--json")

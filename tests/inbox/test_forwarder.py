@@ -23,8 +23,8 @@ from starlette.routing import Route
 from receiver.app import create_app
 from receiver.errors import ConfigError
 from receiver.inbox.models import ForwardMessage, OutboxStatus
-from receiver.inbox.retry import RetryPolicy
-from receiver.inbox.runtime import open_webhooks
+from receiver.retry import RetryPolicy
+from receiver.runtime import open_webhooks
 from receiver.services import open_services
 from receiver.settings import Settings
 from tests.inbox.conftest import SECRET, new_event, signed

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ import respx
 from sqlalchemy import select
 
 from receiver.amounts import Msat
-from receiver.handlers.events.base import EventContext
+from receiver.handlers.events import handler_for
 from receiver.inbox.models import (
     EventStatus,
     PaymentCheck,
@@ -29,10 +29,10 @@ from receiver.inbox.models import (
     WebhookEvent,
 )
 from receiver.inbox.queries import refund_view
-from receiver.inbox.retry import RetryPolicy
-from receiver.inbox.runtime import WebhookRuntime, open_webhooks
 from receiver.inbox.worker import Worker
 from receiver.lightning.fake import FakeBackend
+from receiver.retry import RetryPolicy
+from receiver.runtime import WebhookRuntime, open_webhooks
 from receiver.services import Services, open_services
 from receiver.settings import Settings
 from tests.inbox.conftest import KOTANI, KOTANI_KEY, new_event
@@ -87,13 +87,9 @@ def pipeline(make_settings: Callable[..., Settings]):  # type: ignore[no-untyped
         async with open_services(settings) as services:
             async with open_webhooks(services, start=False) as runtime:
                 runtime.inbox.policy = RetryPolicy(max_attempts=4, base=0.01, cap=0.02)
-                context = EventContext(
-                    settings=settings,
-                    invoices=services.invoices,
-                    kotani=runtime.kotani,
-                    payment_rechecks=(0.05,),
-                )
-                yield Pipeline(settings, services, runtime, Worker(runtime.inbox, context))
+                context = replace(runtime.worker.context, payment_rechecks=(0.05,))
+                worker = Worker(runtime.inbox, context, handlers=handler_for)
+                yield Pipeline(settings, services, runtime, worker)
 
     return build
 

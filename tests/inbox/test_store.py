@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from receiver.db import Database
 from receiver.db.types import utcnow
@@ -18,13 +19,13 @@ from receiver.inbox.models import (
     TransactionStatus,
     WebhookEvent,
 )
-from receiver.inbox.retry import RetryPolicy
 from receiver.inbox.store import ClaimedEvent, Inbox, LeaseLost
+from receiver.retry import RetryPolicy
 from tests.inbox.conftest import new_event
 
 
 def _status(event_id: int, status: str = "SUCCESSFUL"):  # type: ignore[no-untyped-def]
-    async def apply(session: AsyncSession) -> None:
+    def apply(session: Session) -> None:
         session.add(
             TransactionStatus(
                 reference_id=f"ref-{event_id}",
@@ -116,17 +117,32 @@ async def test_failures_back_off_then_go_dead(db: Database) -> None:
     await inbox.accept(new_event("x.one", {"referenceId": "R"}))
     claimed = await inbox.claim()
     assert claimed is not None
+    failed_at = utcnow()
     delay = await inbox.fail(claimed, "boom 1", permanent=False)
-    assert delay is not None
+    assert delay is not None and delay <= 0.1
     row = await _row(db, claimed.id)
     assert row.status is EventStatus.PENDING and row.last_error == "boom 1"
-    assert await inbox.claim() is None  # not due yet
-    await asyncio.sleep(delay.total_seconds() + 0.05)
+    # not due at once: due after the policy's (jittered, capped) wait
+    assert failed_at <= row.next_attempt_at <= utcnow() + timedelta(seconds=0.1)
+    await asyncio.sleep(max(delay, 0) + 0.05)
     again = await inbox.claim()
     assert again is not None and again.attempts == 2
     assert await inbox.fail(again, "boom 2", permanent=False) is None
     row = await _row(db, claimed.id)
     assert (row.status, row.last_error) == (EventStatus.DEAD, "boom 2")
+    await inbox.aclose()
+
+
+async def test_an_event_type_may_retry_without_limit(db: Database) -> None:
+    forever = RetryPolicy(max_attempts=None, base=0.01, cap=0.01)
+    inbox = Inbox(db, owner="a", policy=RetryPolicy(max_attempts=1), policies={"x.once": forever})
+    await inbox.accept(new_event("x.once", {"referenceId": "KEEP"}))
+    await inbox.accept(new_event("x.other", {"referenceId": "DROP"}))
+    for _ in range(2):
+        claimed = await inbox.claim()
+        assert claimed is not None
+        delay = await inbox.fail(claimed, "boom", permanent=False)
+        assert (delay is not None) is (claimed.event_type == "x.once")
     await inbox.aclose()
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from receiver.handlers.events.base import EventContext, Handled, InboxEvent
 from receiver.inbox.models import EventStatus, WebhookEvent
-from receiver.inbox.runtime import open_webhooks
 from receiver.inbox.worker import Worker
+from receiver.runtime import open_webhooks
 from receiver.services import open_services
 from receiver.settings import Settings
 from tests.inbox.conftest import new_event
@@ -46,7 +46,7 @@ async def test_stop_finishes_the_event_in_hand(make_settings: Callable[..., Sett
         seen: list[int] = []
         worker = Worker(
             rt.inbox,
-            EventContext(settings, services.invoices, None),
+            rt.worker.context,
             concurrency=2,
             poll=0.05,
             handlers=slow_handler(0.5, seen),
@@ -67,7 +67,7 @@ async def test_stop_releases_an_event_cut_off_and_the_next_start_resumes_it(
             seen: list[int] = []
             worker = Worker(
                 rt.inbox,
-                EventContext(settings, services.invoices, None),
+                rt.worker.context,
                 poll=0.05,
                 handlers=slow_handler(30, seen),
             )

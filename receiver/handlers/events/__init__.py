@@ -16,7 +16,7 @@ from receiver.handlers.events import (
 from receiver.handlers.events.base import Handler
 
 HANDLERS: dict[str, Handler] = {
-    "refund.lightning.invoice_needed": invoice_needed.handle,
+    invoice_needed.EVENT_TYPE: invoice_needed.handle,
     "refund.completed": refund_completed.handle,
     "refund.failed": refund_failed.handle,
     **{event_type: status_updated.handle for event_type in status_updated.EVENT_TYPES},

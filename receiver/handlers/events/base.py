@@ -1,47 +1,37 @@
-"""What every event handler receives and returns, and how it reports failure.
+"""What every event handler receives (``EventContext``) and the payload readers they share.
 
-A handler is ``async (ctx, event) -> Handled``. It may do slow things (mint an invoice, call
-Kotani) and short database writes of its own, but the effects that must happen exactly once go in
-``Handled.apply``: the worker runs them in the transaction that marks the event done.
-
-    ReceiverError
-    └── EventFailed                   event.failed       retried with backoff (then dead)
-        └── PermanentFailure          event.permanent    dead at once; ``apply`` still runs
+The result and failure types live below, in ``receiver.inbox.events`` (re-exported here).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
-from receiver.errors import ReceiverError
-from receiver.inbox.store import Apply
+from receiver.inbox.events import EventFailed, Handled, InboxEvent, PermanentFailure
 from receiver.settings import Settings
 from receiver.webhooks.jsjson import JSNumber, JSValue
+
+__all__ = [
+    "EventContext",
+    "EventFailed",
+    "Handled",
+    "Handler",
+    "InboxEvent",
+    "PermanentFailure",
+    "event_time",
+    "int_field",
+    "number_text",
+    "text_field",
+]
 
 if TYPE_CHECKING:
     from receiver.invoices import InvoiceService
     from receiver.kotani.client import KotaniClient
-
-
-class EventFailed(ReceiverError):
-    """The handler could not finish now; the event is retried with backoff."""
-
-    code = "event.failed"
-    status = 503
-
-
-class PermanentFailure(EventFailed):
-    """Retrying cannot help (bad payload, refused credentials): the event goes ``dead``."""
-
-    code = "event.permanent"
-
-    def __init__(self, message: str, apply: Apply | None = None) -> None:
-        super().__init__(message)
-        self.apply = apply
+    from receiver.refunds.store import RefundStore
 
 
 @dataclass(frozen=True)
@@ -52,28 +42,9 @@ class EventContext:
     invoices: InvoiceService
     kotani: KotaniClient | None
     """None when ``RECEIVER_KOTANI_API_KEY`` is not set: nothing is sent to Kotani."""
+    refunds: RefundStore
     payment_rechecks: tuple[float, ...] = (2.0, 5.0)
     """Waits before re-asking the backend whether a refund invoice was paid."""
-
-
-@dataclass(frozen=True)
-class InboxEvent:
-    """A claimed event, parsed (numbers keep their source text)."""
-
-    id: int
-    event_type: str
-    reference_id: str | None
-    data: dict[str, JSValue]
-    attempts: int
-    received_at: datetime
-
-
-@dataclass(frozen=True)
-class Handled:
-    """A handler's result: a one-line outcome and the effects to commit with it."""
-
-    outcome: str
-    apply: Apply | None = field(default=None)
 
 
 Handler = Callable[[EventContext, InboxEvent], Awaitable[Handled]]

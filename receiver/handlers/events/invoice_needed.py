@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from urllib.parse import quote, unquote, urlsplit
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from receiver.amounts import MSAT_PER_SAT, Msat
+from receiver.db.queue import Apply
 from receiver.handlers.events.base import (
     EventContext,
     EventFailed,
@@ -39,8 +40,6 @@ from receiver.handlers.events.base import (
     text_field,
 )
 from receiver.inbox.models import RefundState
-from receiver.inbox.refunds import get_refund, update_refund
-from receiver.inbox.store import Apply
 from receiver.invoices import IssuedInvoice
 from receiver.kotani.errors import (
     KotaniBadRequest,
@@ -49,8 +48,10 @@ from receiver.kotani.errors import (
     KotaniRejected,
     KotaniUnauthorized,
 )
+from receiver.refunds.store import record
 from receiver.webhooks.jsjson import JSNumber, JSValue, exact_int
 
+EVENT_TYPE = "refund.lightning.invoice_needed"
 MAX_SUBMISSIONS = 3
 SUBMIT_PATH = "/api/v3/offramp/submit-refund-invoice/"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -151,8 +152,7 @@ async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
     whole_sats, rest = divmod(int(amount), MSAT_PER_SAT)
     amounts.update(amount_msat=int(amount), amount_sats=None if rest else whole_sats)
 
-    async with ctx.invoices.db.session() as session:
-        refund = await get_refund(session, reference_id)
+    refund = await ctx.refunds.get(reference_id)
     if refund is not None and refund.state is RefundState.COMPLETED:
         return Handled("refund already completed: no invoice submitted")
 
@@ -254,11 +254,11 @@ def _record(
     assert event.reference_id is not None
     reference_id = event.reference_id
 
-    async def apply(session: AsyncSession) -> None:
+    def apply(session: Session) -> None:
         values = {k: v for k, v in fields.items() if v is not None}
         if issued is not None:
             values.update(bolt11=issued.bolt11, payment_hash=issued.payment_hash)
-        refund = await update_refund(
+        refund = record(
             session,
             reference_id,
             event_id=event.id,

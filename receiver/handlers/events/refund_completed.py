@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from receiver.db.types import utcnow
 from receiver.handlers.events.base import (
@@ -24,16 +24,15 @@ from receiver.handlers.events.base import (
     text_field,
 )
 from receiver.inbox.models import PaymentCheck, RefundState
-from receiver.inbox.refunds import get_refund, update_refund
 from receiver.lightning.base import InvoiceState
+from receiver.refunds.store import record
 
 MAX_CHECKED_INVOICES = 5
 
 
 async def _payment_hashes(ctx: EventContext, reference_id: str) -> list[str]:
     """The invoices to check: the one submitted to Kotani, else every one minted for it."""
-    async with ctx.invoices.db.session() as session:
-        refund = await get_refund(session, reference_id)
+    refund = await ctx.refunds.get(reference_id)
     if refund is not None and refund.payment_hash:
         return [refund.payment_hash]
     minted = await ctx.invoices.for_reference(reference_id)
@@ -70,11 +69,11 @@ async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
         "payment": payment,
     }
 
-    async def apply(session: AsyncSession) -> str:
+    def apply(session: Session) -> str:
         detail = f"refundStatus={text_field(data, 'refundStatus', limit=32)}"
         if tx_hash:
             detail += f" tx={tx_hash}"
-        await update_refund(
+        record(
             session,
             reference_id,
             event_id=event.id,
@@ -85,7 +84,7 @@ async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
             **{k: v for k, v in fields.items() if v is not None},
         )
         if payment is not None:
-            await update_refund(
+            record(
                 session,
                 reference_id,
                 event_id=event.id,

@@ -10,8 +10,9 @@ sent, so a timeout that still reached Kotani can never lead to one request too m
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from receiver.db.queue import Apply
 from receiver.handlers.events.base import (
     EventContext,
     EventFailed,
@@ -23,8 +24,6 @@ from receiver.handlers.events.base import (
     text_field,
 )
 from receiver.inbox.models import RefundState
-from receiver.inbox.refunds import update_refund
-from receiver.inbox.store import Apply
 from receiver.kotani.errors import (
     KotaniBadRequest,
     KotaniError,
@@ -35,16 +34,12 @@ from receiver.kotani.errors import (
     KotaniUnauthorized,
     KotaniUnavailable,
 )
+from receiver.refunds.store import record
 
 
 async def _reserve_retry(ctx: EventContext, reference_id: str, change: int) -> bool:
     """Take (``change=1``) or give back (``-1``) one retry request; False when none is left."""
-    async with ctx.invoices.db.session() as session, session.begin():
-        refund = await update_refund(session, reference_id, event_id=None, action=None)
-        if change > 0 and refund.retry_requests >= ctx.settings.max_refund_retries:
-            return False
-        refund.retry_requests = max(0, refund.retry_requests + change)
-        return True
+    return await ctx.refunds.reserve_retry(reference_id, change, ctx.settings.max_refund_retries)
 
 
 async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
@@ -104,8 +99,8 @@ def _record(
     *,
     retried: bool = False,
 ) -> Apply:
-    async def apply(session: AsyncSession) -> None:
-        await update_refund(
+    def apply(session: Session) -> None:
+        record(
             session,
             reference_id,
             event_id=event.id,

@@ -10,10 +10,12 @@ record that has none either.
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, or_
+from sqlalchemy.orm import Session
 
+from receiver.db.sql import dialect_of, upsert
 from receiver.db.types import utcnow
 from receiver.handlers.events.base import EventContext, Handled, InboxEvent, event_time, text_field
 from receiver.inbox.models import TransactionStatus
@@ -37,11 +39,20 @@ EVENT_TYPES = (
 )
 
 
-def is_newer(candidate: datetime | None, recorded: datetime | None) -> bool:
-    """Whether a status stamped ``candidate`` replaces one stamped ``recorded``."""
-    if candidate is None:
-        return recorded is None
-    return recorded is None or candidate > recorded
+STATUSES: Any = TransactionStatus.__table__
+KEYS = ("reference_id",)
+
+
+def _newer(recorded: Any, candidate: Any) -> Any:
+    """Whether ``candidate``'s status replaces ``recorded``'s (the upsert's WHERE): a stamped
+    status replaces an unstamped or older one; an unstamped one only an unstamped one."""
+    return or_(
+        and_(candidate.status_at.is_(None), recorded.c.status_at.is_(None)),
+        and_(
+            candidate.status_at.is_not(None),
+            or_(recorded.c.status_at.is_(None), candidate.status_at > recorded.c.status_at),
+        ),
+    )
 
 
 async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
@@ -51,29 +62,21 @@ async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
     reference_id = event.reference_id
     stamped = event_time(event.data, *TIME_FIELDS)
 
-    async def apply(session: AsyncSession) -> str:
-        current = await session.get(TransactionStatus, reference_id, with_for_update=True)
-        if current is None:
-            session.add(
-                TransactionStatus(
-                    reference_id=reference_id,
-                    status=status,
-                    event_type=event.event_type,
-                    status_at=stamped,
-                    event_id=event.id,
-                    updated_at=utcnow(),
-                )
-            )
-        elif is_newer(stamped, current.status_at):
-            current.status = status
-            current.event_type = event.event_type
-            current.status_at = stamped
-            current.event_id = event.id
-            current.updated_at = utcnow()
-        else:
-            return (
-                f"older than the recorded status: kept {current.status} (event {current.event_id})"
-            )
-        return f"status {status} recorded"
+    def apply(session: Session) -> str:
+        row = {
+            "reference_id": reference_id,
+            "status": status,
+            "event_type": event.event_type,
+            "status_at": stamped,
+            "event_id": event.id,
+            "updated_at": utcnow(),
+        }
+        # One statement: insert, or replace the recorded status when this one is newer.
+        statement = upsert(dialect_of(session), STATUSES, KEYS, tuple(row), _newer)
+        if session.execute(statement, row).first():
+            return f"status {status} recorded"
+        current = session.get(TransactionStatus, reference_id)
+        assert current is not None
+        return f"older than the recorded status: kept {current.status} (event {current.event_id})"
 
     return Handled(f"status {status}", apply)

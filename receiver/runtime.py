@@ -17,13 +17,16 @@ from dataclasses import dataclass
 import httpx
 
 from receiver.errors import ConfigError
+from receiver.handlers.events import handler_for
 from receiver.handlers.events.base import EventContext
+from receiver.handlers.events.invoice_needed import EVENT_TYPE as INVOICE_NEEDED
 from receiver.inbox.forwarder import Forwarder
-from receiver.inbox.retry import RetryPolicy
 from receiver.inbox.store import Inbox
 from receiver.inbox.worker import Worker
 from receiver.kotani.client import KotaniClient
 from receiver.logs import get_logger
+from receiver.refunds.store import RefundStore
+from receiver.retry import RetryPolicy
 from receiver.services import Services
 from receiver.webhooks import standard
 
@@ -68,6 +71,7 @@ async def open_webhooks(
             owner=owner,
             lease=settings.worker_lease,
             transport=forward_transport,
+            pause=lambda: inbox.under_pressure(),  # bound late: the inbox is made below
         )
     kotani = None
     if settings.kotani_api_key is not None and settings.kotani_api_key.get_secret_value():
@@ -83,12 +87,20 @@ async def open_webhooks(
         owner=owner,
         lease=settings.worker_lease,
         policy=RetryPolicy(max_attempts=settings.worker_max_attempts),
+        # Kotani sends invoice_needed once: it is retried until it succeeds (or is refused).
+        policies={INVOICE_NEEDED: RetryPolicy(max_attempts=None)},
         forward=forwarder is not None,
         on_accept=wake,
     )
     worker = Worker(
         inbox,
-        EventContext(settings=settings, invoices=services.invoices, kotani=kotani),
+        EventContext(
+            settings=settings,
+            invoices=services.invoices,
+            kotani=kotani,
+            refunds=RefundStore(services.db),
+        ),
+        handlers=handler_for,
         concurrency=settings.worker_concurrency,
     )
     runtime = WebhookRuntime(services, inbox, worker, forwarder, kotani)
