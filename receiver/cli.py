@@ -27,7 +27,13 @@ from receiver.settings import Settings, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
-EXTENSIONS: tuple[str, ...] = ("receiver.kotani.cli", "receiver.inbox.cli", "receiver.check")
+EXTENSIONS: tuple[str, ...] = (
+    "receiver.kotani.cli",
+    "receiver.inbox.cli",
+    "receiver.check",
+    "receiver.mock_kotani.cli",
+    "receiver.simulate.cli",
+)
 """Modules that add subcommands (``register(subparsers)``)."""
 
 
