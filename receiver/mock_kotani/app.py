@@ -183,7 +183,11 @@ async def create_offramp(request: Request) -> JSONResponse:
     if body.get("refund_config") is not None:
         if body["chain"] != "LIGHTNING":
             raise Refusal(400, "Bad Request: refund_config is for Lightning offramps")
-        doc["refund_config"] = validated(OfframpRefundConfig, body["refund_config"])
+        try:
+            doc["refund_config"] = validated(OfframpRefundConfig, body["refund_config"])
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
+            raise Refusal(400, f"Bad Request: invalid refund_config {', '.join(fields)}") from None
     elif body["chain"] == "LIGHTNING" and not isinstance(body["cryptoAmount"], int):
         raise Refusal(400, "Bad Request: a Lightning cryptoAmount is a whole number of msat")
     if not await mock.store.add(OFFRAMP, ref, doc):

@@ -13,9 +13,9 @@ until 24 h after the first attempt. ``clock_scale`` divides every wait and the 2
 ``--clock-scale 3600`` plays a day of retries in 24 s.
 
 Chaos (``Chaos``), for Kotani's documented "order not guaranteed, retried up to 24 h":
-``duplicates`` sends every delivered webhook a second time; ``reorder`` holds new deliveries
-briefly and sends each batch newest first; ``drop_first`` loses every delivery's first attempt
-(counted as a timeout, then retried).
+``duplicates`` sends every delivered webhook a second time; ``reorder`` waits until the outbox
+has been quiet for ``REORDER_HOLD`` and sends each batch newest first; ``drop_first`` loses
+every delivery's first attempt (counted as a timeout, then retried).
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ from receiver.webhooks.signature import sign, signed_bytes
 ATTEMPT_TIMEOUT = 10.0
 WINDOW = 24 * 3600.0
 RETRY = RetryPolicy(max_attempts=None, base=60.0, cap=2 * 3600.0)
-REORDER_HOLD = 0.3
-"""Real seconds a new delivery waits with ``--reorder`` so that a batch can be reversed."""
+REORDER_HOLD = 0.5
+"""With ``--reorder``, nothing is sent until no webhook was queued for this many real seconds;
+then the whole batch goes newest first."""
 
 log = get_logger("mock_kotani.webhooks")
 
@@ -84,15 +85,16 @@ class WebhookSender:
         self.clock_scale = clock_scale
         self.chaos = chaos or Chaos()
         self._wake = asyncio.Event()
+        self._last_enqueue = 0.0
         self._http = httpx.AsyncClient(timeout=ATTEMPT_TIMEOUT, transport=transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def emit(self, event: str, data: dict[str, Any], reference: str | None) -> None:
-        hold = REORDER_HOLD if self.chaos.reorder else 0.0
         body = json.dumps({"event": event, "data": data})
-        await self.store.enqueue(event, body, time.time() + hold)
+        self._last_enqueue = time.monotonic()
+        await self.store.enqueue(event, body, time.time())
         await self.store.note(reference, f"kotani: queued webhook {event}")
         self.wake()
 
@@ -102,9 +104,11 @@ class WebhookSender:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            # With --reorder, what falls due within the hold is taken too, then sent reversed.
-            ahead = REORDER_HOLD if self.chaos.reorder else 0.0
-            batch = await self.store.due(time.time() + ahead)
+            quiet = time.monotonic() - self._last_enqueue
+            if self.chaos.reorder and quiet < REORDER_HOLD:
+                await asyncio.sleep(REORDER_HOLD - quiet)
+                continue
+            batch = await self.store.due(time.time())
             target = await self.store.get("integrator", "webhook")
             if batch and target and target.get("webhook_url"):
                 if self.chaos.reorder:
