@@ -33,6 +33,8 @@ EXTENSIONS: tuple[str, ...] = (
     "receiver.check",
     "receiver.mock_kotani.cli",
     "receiver.simulate.cli",
+    "receiver.tunnel",
+    "receiver.kotani.integrator",
 )
 """Modules that add subcommands (``register(subparsers)``)."""
 
