@@ -127,3 +127,26 @@ def test_option_b_without_a_loopback_kotani_url_says_what_to_set(
     )
     assert done.returncode == 2
     assert "RECEIVER_KOTANI_BASE_URL" in done.stderr and "--option a" in done.stderr
+
+
+def test_replay_resends_captured_deliveries(receiver: dict[str, str], tmp_path: Path) -> None:
+    sent = simulate(receiver, "webhook", "refund.completed", "--reference", "SIM-RP-1")
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    event_id = sent.stdout.split('"event_id":', 1)[1].split(",", 1)[0].strip()
+    shown = subprocess.run(
+        [sys.executable, "-m", "receiver", "events", "show", event_id],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}, **receiver},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    capture = tmp_path / "capture.json"
+    capture.write_text(shown.stdout)
+    again = simulate(receiver, "replay", str(capture))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "HTTP 200" in again.stdout and '"duplicate":true' in again.stdout
+    # Tampered: the stored signature no longer matches the body.
+    capture.write_text(shown.stdout.replace("SIM-RP-1", "SIM-RP-2"))
+    tampered = simulate(receiver, "replay", str(capture))
+    assert tampered.returncode == 1 and "HTTP 401" in tampered.stdout
