@@ -83,7 +83,7 @@ class MockKotani:
         self.network = network
         self._minter: FakeBackend | None = None
         self.http = httpx.AsyncClient()
-        self.refunds = RefundEngine(store, sender, payer, self.http)
+        self.refunds = RefundEngine(store, sender, payer, self.http, self.background)
         self.tasks: set[asyncio.Task[None]] = set()
         self.lock = asyncio.Lock()
 
@@ -214,17 +214,7 @@ async def submit_refund_invoice(request: Request) -> Any:
 
 async def retry_refund(request: Request) -> Any:
     mock: MockKotani = request.app.state.mock
-    ref = request.path_params["ref"]
-    doc = await mock.store.get(OFFRAMP, ref)
-    if doc is None:
-        raise Refusal(404, "Transaction not found")
-    if doc.get("refundStatus") != "FAILED":
-        raise Refusal(400, "Cannot retry refund")
-    doc["totalRetries"] = int(doc.get("totalRetries", 0)) + 1
-    doc.update(status="REFUND_PENDING", refundStatus="PENDING")
-    await mock.store.put(OFFRAMP, ref, doc)
-    await mock.store.note(ref, "kotani: refund retry requested")
-    mock.background(mock.refunds.refund(ref))
+    await mock.refunds.retry(request.path_params["ref"])
     return JSONResponse({"success": True, "message": "Refund retry initiated", "data": {}})
 
 
@@ -236,15 +226,12 @@ async def retry_refunds(request: Request) -> Any:
         raise Refusal(400, "Bad Request: referenceIds must be a non-empty list of strings")
     results = []
     for ref in ids:
-        doc = await mock.store.get(OFFRAMP, ref)
-        if doc is None or doc.get("refundStatus") != "FAILED":
+        try:
+            await mock.refunds.retry(ref)
+        except Refusal:
             results.append({"referenceId": ref, "success": False})
-            continue
-        doc["totalRetries"] = int(doc.get("totalRetries", 0)) + 1
-        doc.update(status="REFUND_PENDING", refundStatus="PENDING")
-        await mock.store.put(OFFRAMP, ref, doc)
-        mock.background(mock.refunds.refund(ref))
-        results.append({"referenceId": ref, "success": True})
+        else:
+            results.append({"referenceId": ref, "success": True})
     return {"results": results}
 
 
@@ -266,10 +253,7 @@ def _refund_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 async def refund_status(request: Request) -> Any:
     mock: MockKotani = request.app.state.mock
-    doc = await mock.store.get(OFFRAMP, request.path_params["ref"])
-    if doc is None:
-        raise Refusal(404, "Transaction not found")
-    return _refund_view(doc)
+    return _refund_view(await mock.refunds.offramp(request.path_params["ref"]))
 
 
 # --- integrator webhook ------------------------------------------------------------------------
@@ -311,9 +295,7 @@ async def update_webhook(request: Request) -> Any:
 async def mock_fail_payout(request: Request) -> Any:
     mock: MockKotani = request.app.state.mock
     ref = request.path_params["ref"]
-    doc = await mock.store.get(OFFRAMP, ref)
-    if doc is None:
-        raise Refusal(404, "Transaction not found")
+    doc = await mock.refunds.offramp(ref)
     if doc["status"] != "PENDING":
         raise Refusal(400, f"the payout is {doc['status']}, not PENDING")
     body = await body_of(request) if await request.body() else {}

@@ -66,12 +66,36 @@ class RefundEngine:
     """Moves offramps through their refund; every step noted in the timeline."""
 
     def __init__(
-        self, store: MockStore, sender: WebhookSender, payer: Payer | None, http: httpx.AsyncClient
+        self,
+        store: MockStore,
+        sender: WebhookSender,
+        payer: Payer | None,
+        http: httpx.AsyncClient,
+        background: Callable[[Awaitable[None]], None],
     ) -> None:
+        self.background = background
         self.store = store
         self.sender = sender
         self.payer = payer
         self.http = http
+
+    async def offramp(self, ref: str) -> dict[str, Any]:
+        """The offramp ``ref``, or Kotani's 404."""
+        doc = await self.store.get(OFFRAMP, ref)
+        if doc is None:
+            raise Refusal(404, "Transaction not found")
+        return doc
+
+    async def retry(self, ref: str) -> None:
+        """``retry-refund``: only a FAILED refund is retried (else 400 "Cannot retry refund")."""
+        doc = await self.offramp(ref)
+        if doc.get("refundStatus") != "FAILED":
+            raise Refusal(400, "Cannot retry refund")
+        doc["totalRetries"] = int(doc.get("totalRetries", 0)) + 1
+        doc.update(status="REFUND_PENDING", refundStatus="PENDING")
+        await self._save(doc)
+        await self.store.note(ref, "kotani: refund retry requested")
+        self.background(self.refund(ref))
 
     async def _save(self, doc: dict[str, Any]) -> None:
         await self.store.put(OFFRAMP, str(doc["referenceId"]), doc)
@@ -144,7 +168,10 @@ class RefundEngine:
     async def _option_b(self, doc: dict[str, Any], amount: int) -> None:
         ref = str(doc["referenceId"])
         if doc.get("invoiceNeededSent"):
-            return  # sent once; Kotani then waits indefinitely
+            # Sent once per offramp; after a retry Kotani just waits for a submission again.
+            doc.update(refundStatus="INVOICE_NEEDED")
+            await self._save(doc)
+            return
         doc.update(refundStatus="INVOICE_NEEDED", invoiceNeededSent=True)
         await self._save(doc)
         await self.store.note(ref, "kotani: Option B: sending refund.lightning.invoice_needed")
@@ -180,9 +207,7 @@ class RefundEngine:
 
     async def submit(self, ref: str, invoice: object) -> dict[str, Any]:
         """``submit-refund-invoice``: check, count, pay; ``Refusal`` when not acceptable."""
-        doc = await self.store.get(OFFRAMP, ref)
-        if doc is None:
-            raise Refusal(404, "Transaction not found")
+        doc = await self.offramp(ref)
         if doc.get("refundStatus") != "INVOICE_NEEDED":
             raise Refusal(
                 400, "Invalid invoice or not eligible for Lightning refund: no invoice is needed"
@@ -243,9 +268,7 @@ class RefundEngine:
         await self.complete(ref)
 
     async def complete(self, ref: str) -> dict[str, Any]:
-        doc = await self.store.get(OFFRAMP, ref)
-        if doc is None:
-            raise Refusal(404, "Transaction not found")
+        doc = await self.offramp(ref)
         bolt11 = doc.get("refundInvoice")
         if doc.get("refundStatus") != "PROCESSING" or not bolt11:
             raise Refusal(400, "no refund payment is in progress")

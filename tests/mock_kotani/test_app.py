@@ -215,18 +215,14 @@ async def test_option_b_checks_submissions_pays_and_signs_webhooks(
         await kotani.client.submit_refund_invoice("B1", right.bolt11)
 
 
-async def test_option_a_calls_generate_invoice_url_and_judges_it(
-    kotani: Served, recorder: Recorder, tmp_path: Path
-) -> None:
+async def option_a(served: Served, ref: str, answer: dict[str, Any]) -> list[Any]:
+    """An offramp with a refund_config whose generate_invoice_url answers ``answer``."""
     asked: list[Any] = []
-    stored = await kotani.node.create_invoice(Msat(2_000_000), "stored", 3600)
-    fresh = await kotani.node.create_invoice(Msat(2_000_000), "fresh", 3600)
+    stored = await served.node.create_invoice(Msat(2_000_000), "stored", 3600)
 
     async def generate(request: Request) -> JSONResponse:
         asked.append(await request.json())
-        return JSONResponse(
-            {"bolt11": fresh.bolt11, "payment_hash": fresh.payment_hash, "amount_msat": 2_000_000}
-        )
+        return JSONResponse(answer)
 
     app = Starlette(routes=[Route("/invoices/t", generate, methods=["POST"])])
     async with serve_app(app) as url:
@@ -237,36 +233,59 @@ async def test_option_a_calls_generate_invoice_url_and_judges_it(
             "expires_at": "2099-01-01T00:00:00Z",
             "generate_invoice_url": f"{url}/invoices/t",
         }
-        await offramp(kotani, "A1", 2_000_000, refund_config=config)
-        await fail(kotani, "A1", expired=True)
-    assert asked == [{"amount_msat": 2_000_000, "reference_id": "A1"}]
+        await offramp(served, ref, 2_000_000, refund_config=config)
+        await fail(served, ref, expired=True)
+    assert (await served.node.invoice_status(stored.payment_hash)).state.value == "pending"
+    return asked
+
+
+async def test_option_a_calls_generate_invoice_url_and_judges_it(
+    kotani: Served, recorder: Recorder
+) -> None:
+    fresh = await kotani.node.create_invoice(Msat(2_000_000), "fresh", 3600)
+    answer = {"bolt11": fresh.bolt11, "payment_hash": fresh.payment_hash, "amount_msat": 2_000_000}
+    assert await option_a(kotani, "A1", answer) == [
+        {"amount_msat": 2_000_000, "reference_id": "A1"}
+    ]
     await wait_for(recorder, "refund.completed")
     assert (await kotani.node.invoice_status(fresh.payment_hash)).state.value == "paid"
-    assert (await kotani.node.invoice_status(stored.payment_hash)).state.value == "pending"
 
 
 async def test_option_a_falls_back_to_b_on_a_wrong_answer(
     kotani: Served, recorder: Recorder
 ) -> None:
-    stored = await kotani.node.create_invoice(Msat(2_000_000), "stored", 3600)
     short = await kotani.node.create_invoice(Msat(1_000_000), "short", 3600)
-
-    async def generate(request: Request) -> JSONResponse:
-        return JSONResponse({"bolt11": short.bolt11, "amount_msat": 2_000_000})
-
-    app = Starlette(routes=[Route("/i", generate, methods=["POST"])])
-    async with serve_app(app) as url:
-        config = {
-            "bolt11": stored.bolt11,
-            "payment_hash": stored.payment_hash,
-            "amount_msat": 2_000_000,
-            "expires_at": "2099-01-01T00:00:00Z",
-            "generate_invoice_url": f"{url}/i",
-        }
-        await offramp(kotani, "A2", 2_000_000, refund_config=config)
-        await fail(kotani, "A2", expired=True)
+    await option_a(kotani, "A2", {"bolt11": short.bolt11, "amount_msat": 2_000_000})
     await wait_for(recorder, "refund.lightning.invoice_needed")
     assert (await kotani.node.invoice_status(short.payment_hash)).state.value == "pending"
+
+
+async def test_a_failed_payment_is_refund_failed_and_can_be_retried(
+    kotani: Served, recorder: Recorder, tmp_path: Path
+) -> None:
+    await offramp(kotani, "F1")
+    with pytest.raises(KotaniBadRequest) as early:
+        await kotani.client.retry_refund("F1")
+    assert early.value.kotani_message == "Cannot retry refund"
+    await fail(kotani, "F1")
+    await wait_for(recorder, "refund.lightning.invoice_needed")
+    # A valid invoice of a node the payer cannot pay: accepted, then the payment fails.
+    other = FakeBackend(FakeConfig(_env_file=None), BackendContext(Network.REGTEST, tmp_path / "o"))
+    foreign = await other.create_invoice(Msat(1_500_000), "r", 3600)
+    await other.aclose()
+    await kotani.client.submit_refund_invoice("F1", foreign.bolt11)
+    await kotani.mock.idle()
+    [failed] = await wait_for(recorder, "refund.failed")
+    assert b"payment failed" in failed
+    assert (await kotani.client.refund_status("F1")).refund_status == "FAILED"
+    await kotani.client.retry_refund("F1")
+    await kotani.mock.idle()
+    assert (await kotani.client.refund_status("F1")).refund_status == "INVOICE_NEEDED"
+    right = await kotani.node.create_invoice(Msat(1_500_000), "r", 3600)
+    await kotani.client.submit_refund_invoice("F1", right.bolt11)
+    await kotani.mock.idle()
+    await wait_for(recorder, "refund.completed")
+    assert len(await wait_for(recorder, "refund.lightning.invoice_needed")) == 1, "sent once"
 
 
 async def test_redelivery_until_2xx_and_chaos(tmp_path: Path, recorder: Recorder) -> None:
