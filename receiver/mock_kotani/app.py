@@ -12,15 +12,14 @@ made by hand, expires a crypto-bridge invoice and reads the timeline and the out
 from __future__ import annotations
 
 import asyncio
-import hmac
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -30,6 +29,7 @@ from receiver.kotani.models import OfframpRefundConfig
 from receiver.lightning.base import BackendContext, Network
 from receiver.lightning.fake import FakeBackend, FakeConfig
 from receiver.mock_kotani import bridge
+from receiver.mock_kotani.http import api, body_of, ok, refused, validated
 from receiver.mock_kotani.refunds import OFFRAMP, Payer, RefundEngine
 from receiver.mock_kotani.rules import Refusal
 from receiver.mock_kotani.store import MockStore
@@ -51,16 +51,6 @@ WEBHOOK_EVENTS = frozenset(
     }
 )
 """``UpdateIntegratorWebhookDto.webhook_events`` enum (the settlement.* events of 2026-11 too)."""
-
-Handler = Callable[[Request], Awaitable[Any]]
-
-
-def ok(data: Any, message: str = "Success", status: int = 200) -> JSONResponse:
-    return JSONResponse({"success": True, "message": message, "data": data}, status_code=status)
-
-
-def refused(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"success": False, "message": message, "data": {}}, status_code=status)
 
 
 class MockKotani:
@@ -107,52 +97,6 @@ class MockKotani:
         """Wait for background refund steps (tests)."""
         while self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-def _authorized(mock: MockKotani, request: Request) -> bool:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        return False
-    if mock.api_key is None:
-        return True
-    return hmac.compare_digest(key.strip().encode(), mock.api_key.encode())
-
-
-def api(handler: Handler, *, auth: bool = True) -> Callable[[Request], Awaitable[JSONResponse]]:
-    """Wrap a route: Bearer check, Refusal and validation errors as Kotani's bodies."""
-
-    async def endpoint(request: Request) -> JSONResponse:
-        mock: MockKotani = request.app.state.mock
-        if auth and not _authorized(mock, request):
-            return refused(401, "Unauthorized")
-        try:
-            async with mock.lock:
-                result = await handler(request)
-        except Refusal as exc:
-            return refused(exc.status, exc.message)
-        except ValidationError as exc:
-            fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
-            return refused(400, f"Bad Request: invalid {', '.join(fields) or 'body'}")
-        if isinstance(result, JSONResponse):
-            return result
-        return ok(result)
-
-    return endpoint
-
-
-async def body_of(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise Refusal(400, "Bad Request: the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise Refusal(400, "Bad Request: the body is not a JSON object")
-    return body
-
-
-def validated(model: type[BaseModel], value: Any) -> dict[str, Any]:
-    return model.model_validate(value).model_dump(mode="json", by_alias=False, exclude_none=True)
 
 
 # --- offramp ------------------------------------------------------------------------------------
@@ -332,7 +276,7 @@ def routes() -> list[Route]:
         Route(f"{v3}/offramp/retry-refunds-multiple", api(retry_refunds), methods=["POST"]),
         Route(f"{v3}/offramp/refund-status/{{ref}}", api(refund_status), methods=["GET"]),
         Route(f"{v3}/integrator/webhook", api(update_webhook), methods=["PATCH"]),
-        *bridge.routes(api),
+        *bridge.routes(),
         Route(
             "/_mock/offramps/{ref}/fail-payout", api(mock_fail_payout, auth=False), methods=["POST"]
         ),

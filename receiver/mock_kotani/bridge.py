@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from receiver.kotani.models import (
     DepositStatus,
     RefundConfig,
 )
+from receiver.mock_kotani.http import api, body_of
 from receiver.mock_kotani.rules import Refusal, check_regeneration
 
 if TYPE_CHECKING:
@@ -56,8 +56,6 @@ def _dump(model: Any, doc: dict[str, Any]) -> dict[str, Any]:
 
 async def create_rate(request: Request) -> Any:
     mock: MockKotani = request.app.state.mock
-    from receiver.mock_kotani.app import body_of
-
     quote = BridgeRateRequest.model_validate(await body_of(request))
     crypto = int(quote.source_amount * MSAT_PER_FIAT_UNIT)
     now = time.time()
@@ -92,8 +90,6 @@ async def _mint_refund_invoice(mock: MockKotani, amount_msat: int, ref: str) -> 
 
 async def create_deposit(request: Request) -> Any:
     mock: MockKotani = request.app.state.mock
-    from receiver.mock_kotani.app import body_of
-
     body = await body_of(request)
     deposit = BridgeDepositRequest.model_validate(body)
     if deposit.rate_id is not None:
@@ -243,8 +239,6 @@ async def regenerate_refund_config(request: Request) -> Any:
 async def mock_deposit(request: Request) -> Any:
     """``POST /_mock/deposits/{ref}``: ``status``, ``expire_invoice``, ``last_regenerated_ago``."""
     mock: MockKotani = request.app.state.mock
-    from receiver.mock_kotani.app import body_of
-
     ref = request.path_params["ref"]
     doc = await _deposit(mock, ref)
     body = await body_of(request)
@@ -262,7 +256,7 @@ async def mock_deposit(request: Request) -> Any:
     return _config_view(doc)
 
 
-def routes(api: Callable[..., Any]) -> list[Route]:
+def routes() -> list[Route]:
     base = "/api/v3/deposit/crypto-bridge"
     return [
         Route("/api/v3/rate/crypto-bridge", api(create_rate), methods=["POST"]),

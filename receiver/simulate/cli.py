@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,21 @@ EVENTS = (
 """The events ``simulate webhook`` knows data for (CONTRACT.md §3)."""
 
 
+def _run(play: Coroutine[Any, Any, int], url: str) -> int:
+    """Run one play; a receiver that does not answer is one line, not a traceback."""
+    import httpx
+
+    try:
+        return asyncio.run(play)
+    except httpx.HTTPError as exc:
+        print(
+            f"simulate: no answer from {url} ({type(exc).__name__}): is `kotani-receiver serve` "
+            "running there, with this environment?",
+            file=sys.stderr,
+        )
+        return 1
+
+
 def _amount(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError("a positive integer number of msat, e.g. 1500000")
@@ -40,7 +57,7 @@ def _invoice(args: argparse.Namespace, settings: Settings) -> int:
     from receiver.simulate.target import target_of
 
     target = target_of(settings, args.url)
-    return asyncio.run(play_invoice(target, args.amount_msat, args.reference))
+    return _run(play_invoice(target, args.amount_msat, args.reference), target.base_url)
 
 
 def _webhook(args: argparse.Namespace, settings: Settings) -> int:
@@ -48,9 +65,10 @@ def _webhook(args: argparse.Namespace, settings: Settings) -> int:
     from receiver.simulate.target import target_of
 
     target = target_of(settings, args.url)
-    return asyncio.run(
-        play_webhook(target, args.event, args.reference, args.amount_msat, unsigned=args.unsigned)
+    play = play_webhook(
+        target, args.event, args.reference, args.amount_msat, unsigned=args.unsigned
     )
+    return _run(play, target.base_url)
 
 
 def _refund(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,14 +84,15 @@ def _refund(args: argparse.Namespace, settings: Settings) -> int:
         timeout=args.timeout,
         reference=args.reference,
     )
-    return asyncio.run(play_refund(settings, target, play))
+    return _run(play_refund(settings, target, play), target.base_url)
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from receiver.simulate.plays import play_replay
     from receiver.simulate.target import target_of
 
-    return asyncio.run(play_replay(target_of(settings, args.url), Path(args.file)))
+    target = target_of(settings, args.url)
+    return _run(play_replay(target, Path(args.file)), target.base_url)
 
 
 def register(sub: Any) -> None:

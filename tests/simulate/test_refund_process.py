@@ -150,3 +150,13 @@ def test_replay_resends_captured_deliveries(receiver: dict[str, str], tmp_path: 
     capture.write_text(shown.stdout.replace("SIM-RP-1", "SIM-RP-2"))
     tampered = simulate(receiver, "replay", str(capture))
     assert tampered.returncode == 1 and "HTTP 401" in tampered.stdout
+
+
+def test_no_receiver_is_one_clear_line(receiver: dict[str, str]) -> None:
+    url = "http://127.0.0.1:9"
+    judged = simulate(receiver, "invoice", "--amount-msat", "1000", "--url", url)
+    assert judged.returncode == 1
+    assert judged.stdout.startswith("REFUSED  no answer from the generate_invoice_url")
+    sent = simulate(receiver, "webhook", "refund.completed", "--reference", "R", "--url", url)
+    assert sent.returncode == 1
+    assert f"no answer from {url}" in sent.stderr and "Traceback" not in sent.stderr
