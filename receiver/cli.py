@@ -35,6 +35,10 @@ EXTENSIONS: tuple[str, ...] = (
     "receiver.inbox.cli",
     "receiver.check",
     "receiver.console.export",
+    "receiver.mock_kotani.cli",
+    "receiver.simulate.cli",
+    "receiver.tunnel",
+    "receiver.kotani.integrator",
 )
 """Modules that add subcommands (``register(subparsers)``)."""
 
