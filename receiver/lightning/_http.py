@@ -227,7 +227,7 @@ class HttpBackendClient:
         elif fault is Fault.REDIRECT:
             message = f"{self.backend}: {detail} refused (from {where})"
         elif fault is Fault.REFUSED:
-            message = f"{self.backend}: refused to call {self.clean(detail)}"
+            message = f"{self.backend}: call refused: {self.clean(detail)}"
         else:
             message = f"{self.backend}: refused what {where} answered: {self.clean(detail)}"
         return _FAULTS[fault](message, backend=self.backend)
