@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from receiver.db import Database
+from receiver.db.verify_urls import SqlVerifyUrls
 from receiver.invoices import InvoiceService
 from receiver.lightning.base import BackendContext, LightningBackend
 from receiver.lightning.failover import BackendChain
@@ -33,8 +34,13 @@ class Services:
     """Closes everything opened with the services; features add their own clean-ups to it."""
 
 
-def backend_context(settings: Settings) -> BackendContext:
-    return BackendContext(network=settings.network, data_dir=settings.data_dir)
+def backend_context(settings: Settings, db: Database | None = None) -> BackendContext:
+    """What backends get; with the service's database, where lnaddress keeps verify URLs."""
+    return BackendContext(
+        network=settings.network,
+        data_dir=settings.data_dir,
+        verify_urls=SqlVerifyUrls(db) if db is not None else None,
+    )
 
 
 @asynccontextmanager
@@ -51,7 +57,7 @@ async def open_services(
         if migrate:
             await db.upgrade()
         if backends is None:
-            backends = load_backends(settings.backends, backend_context(settings))
+            backends = load_backends(settings.backends, backend_context(settings, db))
             for backend in backends:
                 stack.push_async_callback(backend.aclose)
         chain = BackendChain(

@@ -8,17 +8,22 @@ know every invoice. ``prune`` drops rows whose invoice expired before a given ti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.db.engine import Database
 from receiver.db.models import VerifyUrlRecord
 from receiver.db.sql import dialect_of, upsert
 from receiver.db.types import utcnow
+from receiver.errors import StorageUnavailable
+
+T = TypeVar("T")
 
 _TABLE: Any = VerifyUrlRecord.__table__
 _KEYS = ("payment_hash",)
@@ -51,10 +56,18 @@ class VerifyUrls(Protocol):
 
 
 class SqlVerifyUrls:
-    """``VerifyUrls`` on the service's database (either dialect)."""
+    """``VerifyUrls`` on the service's database (either dialect); a database failure is
+    ``StorageUnavailable`` (the backend then only loses that invoice's status)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def _run(self, work: Callable[[Connection], T]) -> T:
+        try:
+            # A lost row only turns that invoice's status into "unknown": no flush to disk.
+            return await self.db.run(work, durable=False)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageUnavailable("the lnaddress verify-URL store failed") from exc
 
     async def put(
         self, payment_hash: str, verify_url: str, amount_msat: int, expires_at: datetime
@@ -70,17 +83,16 @@ class SqlVerifyUrls:
         def work(conn: Connection) -> None:
             conn.execute(upsert(dialect_of(conn), _TABLE, _KEYS, _COLUMNS), row)
 
-        # A lost row only turns that invoice's status into "unknown": no flush to disk.
-        await self.db.run(work, durable=False)
+        await self._run(work)
 
     async def get(self, payment_hash: str) -> VerifyUrl | None:
         """The verify URL of ``payment_hash``, or None."""
         params = {"payment_hash": payment_hash}
-        found = await self.db.run(lambda conn: conn.execute(_GET, params).first(), durable=False)
+        found = await self._run(lambda conn: conn.execute(_GET, params).first())
         return None if found is None else VerifyUrl(found[0], int(found[1]), found[2])
 
     async def prune(self, before: datetime | None = None) -> int:
         """Drop the rows whose invoice expired before ``before`` (now); how many went."""
         params = {"before": before or utcnow()}
-        result = await self.db.run(lambda conn: conn.execute(_PRUNE, params), durable=False)
+        result = await self._run(lambda conn: conn.execute(_PRUNE, params))
         return int(result.rowcount or 0)

@@ -15,6 +15,7 @@ against the request before anyone sees it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
@@ -121,6 +122,30 @@ class NodeInfo:
     alias: str | None = None
 
 
+class TrackedUrl(Protocol):
+    """A LUD-21 verify URL kept for one invoice."""
+
+    @property
+    def verify_url(self) -> str: ...
+    @property
+    def amount_msat(self) -> int: ...
+    @property
+    def expires_at(self) -> datetime: ...
+
+
+class VerifyUrlStore(Protocol):
+    """Where the lnaddress backend keeps verify URLs by payment hash (the service's database:
+    ``receiver.db.verify_urls``). Failures are ``ReceiverError``s."""
+
+    async def put(
+        self, payment_hash: str, verify_url: str, amount_msat: int, expires_at: datetime
+    ) -> None: ...
+
+    async def get(self, payment_hash: str) -> TrackedUrl | None: ...
+
+    async def prune(self, before: datetime | None = None) -> int: ...
+
+
 @dataclass(frozen=True)
 class BackendContext:
     """What the service hands every backend besides its own config."""
@@ -128,6 +153,8 @@ class BackendContext:
     network: Network
     data_dir: Path
     """Where a backend may keep state of its own (the fake node's key and preimages)."""
+    verify_urls: VerifyUrlStore | None = None
+    """The service's store of LUD-21 verify URLs (None outside the running service)."""
 
 
 class BackendConfig(BaseSettings):

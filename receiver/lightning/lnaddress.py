@@ -10,7 +10,8 @@ Follows the LNURL specifications (https://github.com/lnurl/luds):
   on this path, so this module does, before the invoice goes anywhere;
 - LUD-21, verify: a ``verify`` URL in the callback's answer -> ``{"status": "OK", "settled",
   "preimage", "pr"}``. Without one (LNbits' own addresses offer none) the status is ``unknown``.
-  Verify URLs are kept in ``<data_dir>/lnaddress-verify.sqlite3``, so they outlive a restart.
+  Verify URLs are kept in the service's database (every replica knows every invoice), so
+  they outlive a restart.
 
 Egress rules: a remote LNURL service chooses the ``callback`` and ``verify`` URLs and may answer
 with redirects; by default none of them may lead to a loopback, private, link-local, multicast or
@@ -33,15 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
 
 import httpx
 import lnurl
@@ -49,8 +48,7 @@ from pydantic import ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from receiver.amounts import Msat
-from receiver.db.sqlite_conn import SqliteThread
-from receiver.errors import BackendProtocolError, BackendRejected, InvalidInvoice
+from receiver.errors import BackendProtocolError, BackendRejected, InvalidInvoice, ReceiverError
 from receiver.lightning._http import HttpBackend, HttpBackendClient, HttpBackendConfig
 from receiver.lightning.base import (
     BackendConfig,
@@ -60,6 +58,8 @@ from receiver.lightning.base import (
     InvoiceStatus,
     MintedInvoice,
     NodeInfo,
+    TrackedUrl,
+    VerifyUrlStore,
 )
 from receiver.logs import get_logger
 from receiver.outbound import TargetRefused
@@ -70,7 +70,7 @@ log = get_logger("lnaddress")
 PAY_REQUEST_TTL = 60.0
 """Seconds a payRequest answer is reused (LUD-06 lets wallets cache it) before asking again."""
 MAX_TRACKED = 10_000
-"""Verify URLs also kept in memory (the newest); all of them are in the data directory."""
+"""Verify URLs kept in memory when the backend runs without the service's database."""
 KEEP_AFTER_EXPIRY = 7 * 24 * 3600
 """Seconds a verify URL is kept after its invoice expired (late refund.completed checks)."""
 
@@ -149,111 +149,32 @@ class EgressRules:
                 )
 
 
+class _MemoryVerifyUrls:
+    """Verify URLs in memory, for a backend built without the service's database (the
+    start-up checks of the CLI): their status is ``unknown`` after a restart."""
+
+    def __init__(self) -> None:
+        self._urls: OrderedDict[str, TrackedUrl] = OrderedDict()
+
+    async def put(
+        self, payment_hash: str, verify_url: str, amount_msat: int, expires_at: datetime
+    ) -> None:
+        self._urls[payment_hash] = _Tracked(verify_url, amount_msat, expires_at)
+        while len(self._urls) > MAX_TRACKED:
+            self._urls.popitem(last=False)
+
+    async def get(self, payment_hash: str) -> TrackedUrl | None:
+        return self._urls.get(payment_hash)
+
+    async def prune(self, before: datetime | None = None) -> int:
+        return 0
+
+
 @dataclass(frozen=True)
 class _Tracked:
     verify_url: str
-    amount_msat: Msat
-    expires_at: float
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS verify_urls (
-    payment_hash TEXT PRIMARY KEY,
-    verify_url TEXT NOT NULL,
-    amount_msat INTEGER NOT NULL,
-    expires_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS verify_urls_expires_at ON verify_urls (expires_at);
-"""
-
-
-class VerifyUrlStore(Protocol):
-    """Where LUD-21 verify URLs are kept by payment hash (swap in a database-backed one here)."""
-
-    async def add(self, payment_hash: str, tracked: _Tracked) -> None: ...
-
-    async def get(self, payment_hash: str) -> _Tracked | None: ...
-
-    def close(self) -> None: ...
-
-
-class _VerifyUrls:
-    """LUD-21 verify URLs by payment hash: the newest in memory, all in ``<data_dir>/<FILE>``.
-
-    Kept on disk so that a restart does not turn every lnaddress invoice's status into
-    ``unknown`` (the ``refund.completed`` check and reuse both ask for it). One file per data
-    directory: replicas that share a PostgreSQL database but not a data directory each know the
-    invoices they minted. Rows are dropped ``KEEP_AFTER_EXPIRY`` seconds after their invoice
-    expired. The connection lives on its own ``SqliteThread``, like the service's other writers.
-    """
-
-    FILE = "lnaddress-verify.sqlite3"
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / self.FILE
-        self._memory: OrderedDict[str, _Tracked] = OrderedDict()
-        self._db: sqlite3.Connection | None = None
-        self._thread = SqliteThread("lnaddress-verify")
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-            db = sqlite3.connect(self.path, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # a lost row only means status "unknown"
-            db.executescript(_SCHEMA)
-            self._db = db
-        return self._db
-
-    def _write(self, payment_hash: str, tracked: _Tracked) -> None:
-        db = self._conn()
-        db.execute(
-            "INSERT OR REPLACE INTO verify_urls VALUES (?, ?, ?, ?)",
-            (payment_hash, tracked.verify_url, int(tracked.amount_msat), tracked.expires_at),
-        )
-        db.execute(
-            "DELETE FROM verify_urls WHERE expires_at < ?", (time.time() - KEEP_AFTER_EXPIRY,)
-        )
-
-    def _read(self, payment_hash: str) -> _Tracked | None:
-        row = (
-            self._conn()
-            .execute(
-                "SELECT verify_url, amount_msat, expires_at FROM verify_urls"
-                " WHERE payment_hash = ?",
-                (payment_hash,),
-            )
-            .fetchone()
-        )
-        return None if row is None else _Tracked(str(row[0]), Msat(int(row[1])), float(row[2]))
-
-    def _remember(self, payment_hash: str, tracked: _Tracked) -> None:
-        self._memory[payment_hash] = tracked
-        self._memory.move_to_end(payment_hash)
-        while len(self._memory) > MAX_TRACKED:
-            self._memory.popitem(last=False)
-
-    async def add(self, payment_hash: str, tracked: _Tracked) -> None:
-        self._remember(payment_hash, tracked)
-        await self._thread.run(lambda: self._write(payment_hash, tracked))
-
-    async def get(self, payment_hash: str) -> _Tracked | None:
-        tracked = self._memory.get(payment_hash)
-        if tracked is None:
-            tracked = await self._thread.run(lambda: self._read(payment_hash))
-            if tracked is not None:
-                self._remember(payment_hash, tracked)
-        return tracked
-
-    def close(self) -> None:
-        """Close the connection on its thread, after the calls in hand, and stop the thread."""
-        self._thread.close(self._close_db)
-
-    def _close_db(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+    amount_msat: int
+    expires_at: datetime
 
 
 class LnAddressBackend(HttpBackend):
@@ -274,7 +195,8 @@ class LnAddressBackend(HttpBackend):
             self.name, "", follow_redirects=True, check=self._check_target
         )
         self._pay_request: tuple[float, lnurl.LnurlPayResponse] | None = None
-        self._verify_urls: VerifyUrlStore = _VerifyUrls(context.data_dir)
+        # The service's database (receiver/db/verify_urls.py) when it runs; else in memory.
+        self._verify_urls: VerifyUrlStore = context.verify_urls or _MemoryVerifyUrls()
 
     async def _check_target(self, url: httpx.URL) -> None:
         await self.egress.check(url)
@@ -331,19 +253,23 @@ class LnAddressBackend(HttpBackend):
                 backend=self.name,
             )
         if action.verify is not None:
-            tracked = _Tracked(str(action.verify), amount_msat, float(decoded.expires_at_ts))
+            expires_at = datetime.fromtimestamp(decoded.expires_at_ts, UTC)
             try:
-                await self._verify_urls.add(decoded.payment_hash, tracked)
-            except sqlite3.Error as exc:
+                await self._verify_urls.put(
+                    decoded.payment_hash, str(action.verify), int(amount_msat), expires_at
+                )
+                kept_since = datetime.now(UTC) - timedelta(seconds=KEEP_AFTER_EXPIRY)
+                await self._verify_urls.prune(kept_since)
+            except ReceiverError as exc:
                 # The invoice is good; only its status after a restart would be unknown.
-                log.warning("lnaddress.verify_url_not_kept", error=type(exc).__name__)
+                log.warning("lnaddress.verify_url_not_kept", error=exc.error_code)
         return MintedInvoice(bolt11=bolt11, payment_hash=decoded.payment_hash)
 
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
         try:
             tracked = await self._verify_urls.get(payment_hash.lower())
-        except sqlite3.Error as exc:
-            log.warning("lnaddress.verify_url_unreadable", error=type(exc).__name__)
+        except ReceiverError as exc:
+            log.warning("lnaddress.verify_url_unreadable", error=exc.error_code)
             tracked = None
         if tracked is None:
             return InvoiceStatus(InvoiceState.UNKNOWN)
@@ -358,8 +284,8 @@ class LnAddressBackend(HttpBackend):
                 backend=self.name,
             ) from exc
         if verified.settled:
-            return InvoiceStatus(InvoiceState.PAID, paid_msat=tracked.amount_msat)
-        if time.time() >= tracked.expires_at:
+            return InvoiceStatus(InvoiceState.PAID, paid_msat=Msat(tracked.amount_msat))
+        if datetime.now(UTC) >= tracked.expires_at:
             return InvoiceStatus(InvoiceState.EXPIRED)
         return InvoiceStatus(InvoiceState.PENDING)
 
@@ -403,9 +329,6 @@ class LnAddressBackend(HttpBackend):
             reason = self._http.clean(str(data.get("reason", "no reason given")))
             raise BackendRejected(f"lnaddress: the service refused: {reason}", backend=self.name)
 
-    async def aclose(self) -> None:
-        await super().aclose()
-        await asyncio.to_thread(self._verify_urls.close)  # joins the thread: not on the loop
 
 
 _MODELS: dict[str, Any] = {

@@ -300,27 +300,60 @@ def offer_verify(
 async def test_verify_urls_outlive_a_restart(
     router: respx.MockRouter, context: BackendContext, node_key: coincurve.PrivateKey
 ) -> None:
+    """Kept in the service's database: a new process (new Database, new backend) knows them."""
+    from dataclasses import replace
+
+    from receiver.db import Database
+    from receiver.db.verify_urls import SqlVerifyUrls
+
     bolt, payment_hash = offer_verify(router, node_key, VERIFY)
     verify = router.get(VERIFY).respond(
         200, json={"status": "OK", "settled": True, "preimage": "aa" * 32, "pr": bolt}
     )
-    first = lnaddress(context)
+    url = f"sqlite+aiosqlite:///{context.data_dir / 'receiver.sqlite3'}"
+    db = Database(url)
+    await db.upgrade()
+    first = lnaddress(replace(context, verify_urls=SqlVerifyUrls(db)))
     try:
         await first.create_invoice(Msat(4000), "ignored", 3600)
     finally:
         await first.aclose()
-    kept = context.data_dir / "lnaddress-verify.sqlite3"
-    assert kept.stat().st_mode & 0o777 == 0o600
+        await db.dispose()
 
-    restarted = lnaddress(context)
+    db = Database(url)
+    restarted = lnaddress(replace(context, verify_urls=SqlVerifyUrls(db)))
     try:
         status = await restarted.invoice_status(payment_hash.upper())
         unknown = await restarted.invoice_status("ef" * 32)
     finally:
         await restarted.aclose()
+        await db.dispose()
     assert status.state is InvoiceState.PAID and status.paid_msat == 4000
     assert unknown.state is InvoiceState.UNKNOWN
     assert verify.call_count == 1
+    assert not (context.data_dir / "lnaddress-verify.sqlite3").exists()
+
+
+async def test_without_the_database_verify_urls_live_in_memory(
+    router: respx.MockRouter, context: BackendContext, node_key: coincurve.PrivateKey
+) -> None:
+    bolt, payment_hash = offer_verify(router, node_key, VERIFY)
+    router.get(VERIFY).respond(
+        200, json={"status": "OK", "settled": False, "preimage": None, "pr": bolt}
+    )
+    backend = lnaddress(context)
+    try:
+        await backend.create_invoice(Msat(4000), "ignored", 3600)
+        pending = await backend.invoice_status(payment_hash)
+    finally:
+        await backend.aclose()
+    restarted = lnaddress(context)
+    try:
+        forgotten = await restarted.invoice_status(payment_hash)
+    finally:
+        await restarted.aclose()
+    assert pending.state is InvoiceState.PENDING
+    assert forgotten.state is InvoiceState.UNKNOWN
 
 
 @pytest.mark.parametrize(
