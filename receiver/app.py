@@ -28,6 +28,7 @@ from receiver.handlers.health import healthz, readyz
 from receiver.handlers.invoice_url import create_invoice
 from receiver.handlers.kotani_webhook import routes as webhook_routes
 from receiver.handlers.metrics import metrics
+from receiver.inbox.stats import snapshot
 from receiver.kotani.refund_config import handle_refund_configs
 from receiver.kotani.wiring import open_kotani
 from receiver.lightning.base import LightningBackend
@@ -129,6 +130,7 @@ def create_app(
         async with open_services(settings, backends=backends) as services:
             redact_secrets([*settings.secret_values(), *services.tokens.plain()])
             app.state.services = services
+            app.state.metrics_snapshot = lambda: snapshot(services.db)
             app.state.kotani = await open_kotani(services)
             # Webhook inbox, worker and forwarder; closed before the database (LIFO).
             app.state.webhooks = await services.stack.enter_async_context(open_webhooks(services))

@@ -79,3 +79,29 @@ def test_snapshot_is_rendered_as_gauges() -> None:
     assert value(found, "receiver_queue_oldest_pending_seconds", queue="inbox") == 12.5
     assert value(found, "receiver_refunds", state="action_required") == 2
     assert value(found, "receiver_invoice_needed_oldest_pending_seconds") == 700.0
+
+
+async def test_scrape_reads_queue_and_refund_state_from_the_database(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from receiver.webhooks.signature import sign, signed_bytes
+
+    secret = "whsec_metrics_test_0123456789"
+    settings = make_settings(webhook_secrets=secret, worker_concurrency=1)
+    app = create_app(settings)
+    async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as client:
+        # Stop the worker so the events stay pending for the scrape.
+        await app.state.webhooks.worker.stop()
+        for i in range(3):
+            message = signed_bytes(
+                "refund.lightning.invoice_needed",
+                {"referenceId": f"MET-{i}", "amount_msat": 1000 + i},
+            )
+            headers = {"X-Kotani-Signature": sign(secret, message)}
+            answer = await client.post("/webhooks/kotani", content=message, headers=headers)
+            assert answer.status_code == 200
+        found = families((await client.get("/metrics")).text)
+    assert value(found, "receiver_queue_depth", queue="inbox", status="pending") == 3
+    assert value(found, "receiver_queue_depth", queue="inbox", status="dead") == 0
+    assert value(found, "receiver_invoice_needed_oldest_pending_seconds") >= 0.0
+    assert "receiver_refunds" in found
