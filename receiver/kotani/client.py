@@ -61,6 +61,7 @@ from receiver.kotani.models import (
     RefundStatus,
 )
 from receiver.logs import get_logger
+from receiver.metrics import KOTANI_CALLS
 from receiver.outbound import Answer, Fault, StatusClass
 from receiver.retry import RetryPolicy
 from receiver.settings import Settings
@@ -231,7 +232,9 @@ class KotaniClient:
             except (httpx.HTTPError, TimeoutError, outbound.OutboundError) as exc:
                 error, safe = _transport_error(exc, method, path, self.timeout)
                 cause: BaseException | None = exc
+                KOTANI_CALLS.labels(error.code).inc()
             else:
+                KOTANI_CALLS.labels(str(answer.status)).inc()
                 log.info(
                     "kotani.response",
                     method=method,

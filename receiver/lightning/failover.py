@@ -44,6 +44,7 @@ from receiver.errors import (
 from receiver.lightning.base import LightningBackend, Network
 from receiver.lightning.breaker import BreakerState, CircuitBreaker, counts_as_failure
 from receiver.logs import get_logger
+from receiver.metrics import BACKEND_FAILURES, BREAKER_OPEN, MINT_DURATION
 from receiver.retry import RetryPolicy
 from receiver.verify import DecodedInvoice, Expectation, verify_invoice
 
@@ -193,6 +194,7 @@ class BackendChain:
                 continue
             later = self._able(self.backends[index + 1 :], amount_msat, description_hash)
             budget = left / (1 + later)
+            started = loop.time()
             try:
                 invoice = await self._attempt(
                     backend, amount_msat, memo, expiry, description_hash, budget
@@ -202,6 +204,7 @@ class BackendChain:
                     breaker.failure()
                 else:
                     breaker.neutral()
+                _observe_failure(backend.name, exc.error_code, breaker)
                 attempts.append(Attempt(backend.name, exc.error_code, exc.message))
                 log.warning(
                     "mint.backend_failed",
@@ -216,6 +219,7 @@ class BackendChain:
                 raise
             except Exception as exc:  # a backend bug must not stop the next backend
                 breaker.failure()
+                _observe_failure(backend.name, "backend.internal", breaker)
                 attempts.append(Attempt(backend.name, "backend.internal", type(exc).__name__))
                 log.error(
                     "mint.backend_crashed",
@@ -225,6 +229,8 @@ class BackendChain:
                 )
                 continue
             breaker.success()
+            MINT_DURATION.labels(backend.name).observe(loop.time() - started)
+            BREAKER_OPEN.labels(backend.name).set(0)
             return Minted(backend=backend.name, invoice=invoice)
         raise MintUnavailable("no backend could mint a verified invoice in time", attempts)
 
@@ -272,3 +278,8 @@ class BackendChain:
         except BackendError as exc:
             exc.backend = exc.backend or backend.name
             raise
+
+
+def _observe_failure(backend: str, code: str, breaker: CircuitBreaker) -> None:
+    BACKEND_FAILURES.labels(backend, code).inc()
+    BREAKER_OPEN.labels(backend).set(1 if breaker.state is BreakerState.OPEN else 0)
