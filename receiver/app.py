@@ -133,7 +133,9 @@ def create_app(
             app.state.metrics_snapshot = lambda: snapshot(services.db)
             app.state.kotani = await open_kotani(services)
             # Webhook inbox, worker and forwarder; closed before the database (LIFO).
-            app.state.webhooks = await services.stack.enter_async_context(open_webhooks(services))
+            # One Kotani client for the process: the Kotani area's, shared with the webhooks.
+            pipeline = open_webhooks(services, kotani=app.state.kotani.client)
+            app.state.webhooks = await services.stack.enter_async_context(pipeline)
             app.state.alerts = await services.stack.enter_async_context(open_alerts(app.state))
             log.info(
                 "app.started",

@@ -1,8 +1,10 @@
 """The webhook pipeline of one process: inbox, worker, forwarder and Kotani client, opened and
 closed together by the app's lifespan (``open_webhooks(services)``).
 
-Shutdown order: the inbox writer first (every delivery in hand is committed and answered), then
-the worker (the events in hand finish), then the forwarder and the Kotani client.
+The app passes the one Kotani client its composition root built (``open_kotani``); standalone
+(tests, CLI) the pipeline builds and closes its own. Shutdown order: the inbox writer first
+(every delivery in hand is committed and answered), then the worker (the events in hand
+finish), then the forwarder.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ async def open_webhooks(
     services: Services,
     *,
     start: bool = True,
+    kotani: KotaniClient | None = None,
     kotani_transport: httpx.AsyncBaseTransport | None = None,
     forward_transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[WebhookRuntime]:
@@ -73,8 +76,12 @@ async def open_webhooks(
             transport=forward_transport,
             pause=lambda: inbox.under_pressure(),  # bound late: the inbox is made below
         )
-    kotani = None
-    if settings.kotani_api_key is not None and settings.kotani_api_key.get_secret_value():
+    has_key = settings.kotani_api_key is not None and settings.kotani_api_key.get_secret_value()
+    own_client = kotani is None and bool(has_key)
+    if not has_key:
+        kotani = None  # no API key: nothing is sent to Kotani
+    elif own_client:
+        # Standalone (tests, CLI); the app passes the one client its composition root built.
         kotani = KotaniClient.from_settings(settings, kotani_transport)
 
     def wake() -> None:
@@ -129,6 +136,6 @@ async def open_webhooks(
         await worker.stop()
         if forwarder is not None:
             await forwarder.stop()
-        if kotani is not None:
+        if own_client and kotani is not None:
             await kotani.aclose()
         log.info("webhooks.stopped")

@@ -22,8 +22,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from receiver.errors import NotFound
+from receiver.handlers import internal_api
 from receiver.handlers._body import read_body
-from receiver.inbox import api
 from receiver.inbox.models import Verification
 from receiver.inbox.store import NewEvent
 from receiver.runtime import WebhookRuntime
@@ -87,9 +87,9 @@ async def kotani_webhook_direct(request: Request) -> JSONResponse:
 
 
 def routes() -> list[Route]:
-    """The webhook endpoints and the internal read/replay API (``receiver.inbox.api``)."""
+    """The webhook endpoints and the internal read/replay API (``handlers.internal_api``)."""
     return [
         Route("/webhooks/kotani", kotani_webhook, methods=["POST"]),
         Route("/webhooks/kotani/{token}", kotani_webhook_direct, methods=["POST"]),
-        *api.routes(),
+        *internal_api.routes(),
     ]

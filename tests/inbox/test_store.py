@@ -95,13 +95,13 @@ async def test_claim_finish_applies_effects_with_the_status(db: Database) -> Non
 
 
 async def test_expired_lease_is_taken_over_and_the_late_result_is_dropped(db: Database) -> None:
-    first = Inbox(db, owner="first", lease=0.2)
+    first = Inbox(db, owner="first", lease=1.0)  # long enough on a loaded machine
     second = Inbox(db, owner="second", lease=30)
     await first.accept(new_event("x.one", {"referenceId": "R"}))
     claimed = await first.claim()
     assert claimed is not None
     assert await second.claim() is None  # the lease still holds
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.1)
     taken = await second.claim()
     assert taken is not None and taken.id == claimed.id and taken.attempts == 2
     with pytest.raises(LeaseLost):
