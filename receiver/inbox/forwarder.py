@@ -36,12 +36,15 @@ from receiver.errors import ReceiverError
 from receiver.inbox.loop import QueueLoop
 from receiver.inbox.models import ForwardMessage, OutboxStatus, WebhookEvent
 from receiver.logs import get_logger
+from receiver.outbound import OutboundError, classify, exchange, outbound_client
 from receiver.retry import RetryPolicy
 from receiver.webhooks import jsjson, standard
 from receiver.webhooks.delivery import DIRECT_EVENT
 
 log = get_logger("forwarder")
 
+ANSWER_LIMIT = 64 * 1024
+"""The integrator's answer is read up to this many (decoded) bytes; only its status counts."""
 FORWARD_POLICY = RetryPolicy(max_attempts=15, base=5.0, cap=3600.0)
 FORWARD_LINGER = 0.25
 OUTBOX = QueueSpec(
@@ -109,9 +112,9 @@ class Forwarder:
         self._key = key
         self.policy = policy
         self.queue = DurableQueue(db, OUTBOX, owner=owner, lease=max(lease, timeout + 5))
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self._http = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, transport=transport, limits=limits
+        self.timeout = timeout
+        self._http = outbound_client(
+            timeout=timeout, max_connections=concurrency, transport=transport
         )
         self._events: GroupCommit[int, Row[Any]] = GroupCommit(self._load, name="forwarder-events")
         self.loop = QueueLoop(
@@ -173,11 +176,19 @@ class Forwarder:
         headers = standard.headers(self._key, job["message_id"], int(time.time()), body)
         status_code: int | None = None
         try:
-            response = await self._http.post(self.url, content=body, headers=headers)
-            status_code = response.status_code
+            answer = await exchange(
+                self._http,
+                "POST",
+                self.url,
+                timeout=self.timeout,
+                content=body,
+                headers=headers,
+                limit=ANSWER_LIMIT,
+            )
+            status_code = answer.status
             error = None if 200 <= status_code < 300 else f"answered {status_code}"
-        except httpx.HTTPError as exc:
-            error = f"no answer: {type(exc).__name__}"
+        except (httpx.HTTPError, TimeoutError, OutboundError) as exc:
+            error = f"no answer: {classify(exc)[1]}"
         values: dict[str, Any] = {"last_status_code": status_code}
         if error is None:
             values["delivered_at"] = utcnow()
