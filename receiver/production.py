@@ -83,6 +83,8 @@ def problems(settings: Settings) -> list[str]:
         found.append(
             f"RECEIVER_WEBHOOK_SECRETS: each secret needs {MIN_WEBHOOK_SECRET}+ characters"
         )
+    if any(len(t.get_secret_value()) < MIN_TOKEN for t in settings.direct_tokens):
+        found.append(f"RECEIVER_DIRECT_TOKENS: each token needs {MIN_TOKEN}+ characters")
     if settings.api_key is not None and len(settings.api_key.get_secret_value()) < MIN_API_KEY:
         found.append(f"RECEIVER_API_KEY: needs {MIN_API_KEY}+ characters")
     return found

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # --- Kotani webhooks -----------------------------------------------------------------------
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     allow_unsigned: bool = False
+    direct_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    """URL secrets of direct mode (/webhooks/kotani/<token>); empty: direct mode is off."""
+    allow_direct_with_secrets: bool = False
+    """Keep direct mode open while RECEIVER_WEBHOOK_SECRETS is set (off: refused then)."""
     worker_max_attempts: int = Field(10, ge=1)
     worker_lease: float = Field(30.0, ge=1, le=3600)
     """Seconds a worker holds an event; after a crash the event is handled again this late."""
@@ -160,7 +164,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an IP address or network: {entry!r}") from exc
         return value
 
-    @field_validator("invoice_tokens", "webhook_secrets", "alert_urls", mode="before")
+    @field_validator(
+        "invoice_tokens", "webhook_secrets", "alert_urls", "direct_tokens", mode="before"
+    )
     @classmethod
     def _secrets_csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -174,7 +180,7 @@ class Settings(BaseSettings):
             raise ValueError("a backend is listed twice")
         return [name.lower() for name in value]
 
-    @field_validator("invoice_tokens")
+    @field_validator("invoice_tokens", "direct_tokens")
     @classmethod
     def _tokens_strong(cls, value: list[SecretStr]) -> list[SecretStr]:
         for token in value:
@@ -236,6 +242,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
+        invoice = {t.get_secret_value() for t in self.invoice_tokens}
+        if any(t.get_secret_value() in invoice for t in self.direct_tokens):
+            raise ValueError(
+                "RECEIVER_DIRECT_TOKENS must differ from RECEIVER_INVOICE_TOKENS (the invoice "
+                "token travels in every refund_config)"
+            )
         if self.min_validity >= self.invoice_expiry:
             raise ValueError("RECEIVER_MIN_VALIDITY must be shorter than RECEIVER_INVOICE_EXPIRY")
         if not self.database_url:

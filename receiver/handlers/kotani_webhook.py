@@ -5,10 +5,16 @@ match one of ``RECEIVER_WEBHOOK_SECRETS`` (``receiver.webhooks.signature``). A d
 carries no signature is accepted only with ``RECEIVER_ALLOW_UNSIGNED=true``. Every refusal is the
 same 401.
 
-Direct mode (``/webhooks/kotani/{token}``): the token is one of the invoice URL tokens, checked
-in constant time, unknown tokens are 404 (never echoed). The body may be the bare transaction
-object (or an undocumented crypto-bridge callback): it is stored whole. A signature, when present
-and a secret is configured, must still verify.
+Direct mode (``/webhooks/kotani/{token}``): off unless ``RECEIVER_DIRECT_TOKENS`` is set (its
+own URL secret, never the invoice token), and refused while ``RECEIVER_WEBHOOK_SECRETS`` is set
+unless ``RECEIVER_ALLOW_DIRECT_WITH_SECRETS=true``; the token is checked in constant time, an
+unknown one is 404 (never echoed). The body may be the bare transaction object (or an
+undocumented crypto-bridge callback): it is stored whole. A signature, when present and a
+secret is configured, must still verify.
+
+Unverified deliveries (direct mode, ``ALLOW_UNSIGNED``) are hints: stored, forwarded and shown
+to operators, never acted on (``receiver.inbox.worker``), and deduplicated apart from signed
+ones, so no forged copy can close a refund or turn Kotani's signed delivery into a duplicate.
 
 Either way the raw body, the headers and how it was authenticated are committed before the
 answer (``Inbox.accept``); a duplicate answers 200 with the first copy's id. Body > 64 KiB ->
@@ -16,6 +22,9 @@ answer (``Inbox.accept``); a duplicate answers 200 with the first copy's id. Bod
 """
 
 from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -28,8 +37,15 @@ from receiver.inbox.models import Verification
 from receiver.inbox.store import NewEvent
 from receiver.runtime import WebhookRuntime
 from receiver.settings import Settings
+from receiver.tokens import TokenSet
 from receiver.webhooks import jsjson
-from receiver.webhooks.delivery import classify, envelope_delivery, has_signature, storable_headers
+from receiver.webhooks.delivery import (
+    Delivery,
+    classify,
+    envelope_delivery,
+    has_signature,
+    storable_headers,
+)
 from receiver.webhooks.errors import WebhookMalformed, WebhookUnauthorized
 from receiver.webhooks.signature import SIGNATURE_HEADER, verify
 
@@ -55,11 +71,19 @@ def authenticate(
         detail = f"{verified.form}#{verified.secret_index}"
         return NewEvent(delivery, Verification.SIGNATURE, detail, raw, headers)
     if token:
-        return NewEvent(classify(raw, parsed), Verification.TOKEN, "", raw, headers)
+        return NewEvent(_unverified(raw, parsed), Verification.TOKEN, "", raw, headers)
     if settings.allow_unsigned:
         detail = "signature not checked (no secret)" if signed else ""
-        return NewEvent(classify(raw, parsed), Verification.UNSIGNED, detail, raw, headers)
+        return NewEvent(_unverified(raw, parsed), Verification.UNSIGNED, detail, raw, headers)
     raise WebhookUnauthorized()
+
+
+def _unverified(raw: bytes, parsed: dict[str, jsjson.JSValue]) -> Delivery:
+    """An unverified delivery, deduplicated apart from signed ones: a forged copy of an
+    event sent first must never make Kotani's genuine signed delivery a "duplicate"."""
+    delivery = classify(raw, parsed)
+    key = hashlib.sha256(f"unverified:{delivery.dedup_key}".encode()).hexdigest()
+    return replace(delivery, dedup_key=key)
 
 
 async def _accept(request: Request, *, token: bool) -> JSONResponse:
@@ -79,11 +103,23 @@ async def kotani_webhook(request: Request) -> JSONResponse:
 
 
 async def kotani_webhook_direct(request: Request) -> JSONResponse:
-    """Deliveries to a callback URL that carries one of the service's tokens."""
+    """Deliveries to the direct-mode URL, which carries its own secret (never the invoice
+    token: that one travels in every Option A refund_config)."""
     runtime: WebhookRuntime = request.app.state.webhooks
-    if not runtime.services.tokens.matches(str(request.path_params["token"])):
+    settings = runtime.services.settings
+    if not direct_mode_open(settings) or not TokenSet(settings.direct_tokens).matches(
+        str(request.path_params["token"])
+    ):
         raise NotFound("no webhook URL here")
     return await _accept(request, token=True)
+
+
+def direct_mode_open(settings: Settings) -> bool:
+    """Direct mode is off unless RECEIVER_DIRECT_TOKENS is set, and refused beside signing
+    secrets unless RECEIVER_ALLOW_DIRECT_WITH_SECRETS says so."""
+    if not settings.direct_tokens:
+        return False
+    return not settings.webhook_secrets or settings.allow_direct_with_secrets
 
 
 def routes() -> list[Route]:

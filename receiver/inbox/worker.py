@@ -24,7 +24,7 @@ from receiver.db.queue import Close, Closed
 from receiver.errors import ReceiverError
 from receiver.inbox.events import Handled, Handler, InboxEvent, PermanentFailure
 from receiver.inbox.loop import QueueLoop
-from receiver.inbox.models import EventStatus
+from receiver.inbox.models import EventStatus, Verification
 from receiver.inbox.store import ClaimedEvent, Inbox
 from receiver.logs import get_logger
 from receiver.webhooks import jsjson
@@ -32,6 +32,9 @@ from receiver.webhooks.delivery import DIRECT_EVENT
 
 log = get_logger("worker")
 
+UNVERIFIED_OUTCOME = (
+    "unverified delivery (no valid signature): recorded for an operator, no effect"
+)
 HANDLER_TIMEOUT = 300.0
 """No handler runs longer than this (it is then retried)."""
 
@@ -89,6 +92,12 @@ class Worker:
         try:
             if handler is None:
                 result = Handled("no handler for this event type: stored and forwarded only")
+            elif claimed.verification is not Verification.SIGNATURE:
+                # Events are hints; effects are confirmed. Nobody vouches for an unsigned or
+                # token-only delivery (the token may be known to others), so it never closes a
+                # refund, pins a status or mints and submits: Kotani's signed event and its API
+                # (the bridge keeper, refund-status) remain the source of truth.
+                result = Handled(UNVERIFIED_OUTCOME)
             else:
                 event = _parse(claimed)
                 async with asyncio.timeout(self.handler_timeout):
@@ -135,7 +144,10 @@ class Worker:
 def _parse(claimed: ClaimedEvent) -> InboxEvent:
     """The stored body as the handler sees it: ``data`` of the envelope, or the bare object."""
     try:
-        body = jsjson.loads(claimed.body)
+        # Act on what was signed: the signature covers JSON.stringify of the parsed body, so
+        # the handler reads that canonical form (a re-spelled 1e400 is null, 3000000.0000000001
+        # is 3000000), and every spelling of one signed delivery means the same thing.
+        body = jsjson.loads(jsjson.dumps(jsjson.loads(claimed.body)))
     except ReceiverError as exc:
         raise PermanentFailure("the stored body is not JSON") from exc
     data = (

@@ -20,6 +20,7 @@ from tests.support.server import serve_app
 SECRET = "whsec_kotani_test_0123456789abcdef"
 OLD_SECRET = "old-secret-ünïcode-🔑"
 API_KEY = "internal-api-key-for-tests"
+DIRECT = "direct-token-for-tests-0123456789"
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "vectors.json").read_text("utf-8"))
 UNAUTHORIZED = {
     "error": {"code": "webhook.unauthorized", "message": "webhook signature missing or invalid"}
@@ -149,41 +150,50 @@ async def test_ten_concurrent_duplicates_one_record_one_effect(live: httpx.Async
     assert len(refund["events"]) == 1 and refund["refund"]["state"] == "completed"
 
 
-async def test_direct_mode_needs_a_token(live: httpx.AsyncClient) -> None:
+async def test_direct_mode_needs_its_own_token(start) -> None:  # type: ignore[no-untyped-def]
     bare = {"referenceId": "OFF-1", "status": "SUCCESSFUL", "updated_at": "2024-11-22T14:05:00Z"}
-    assert (await live.post("/webhooks/kotani", json=bare)).status_code == 401
-    wrong = await live.post("/webhooks/kotani/not-the-token-at-all", json=bare)
-    assert wrong.status_code == 404 and "not-the-token" not in wrong.text
-    response = await live.post(f"/webhooks/kotani/{TOKEN}", json=bare)
-    assert response.status_code == 200
-    event = await wait_for_status(live, response.json()["event_id"], "done")
-    assert (event["type"], event["verification"], event["reference_id"]) == (
-        "direct.transaction",
-        "token",
-        "OFF-1",
-    )
-    status = (await api(live, "/refunds/OFF-1")).json()["transaction_status"]
-    assert status["status"] == "SUCCESSFUL" and status["status_at"].startswith("2024-11-22T14:05")
+    async for live in start(direct_tokens=DIRECT, allow_direct_with_secrets=True):
+        assert (await live.post("/webhooks/kotani", json=bare)).status_code == 401
+        wrong = await live.post("/webhooks/kotani/not-the-token-at-all", json=bare)
+        assert wrong.status_code == 404 and "not-the-token" not in wrong.text
+        invoice_token = await live.post(f"/webhooks/kotani/{TOKEN}", json=bare)
+        assert invoice_token.status_code == 404  # the invoice token never opens direct mode
+        response = await live.post(f"/webhooks/kotani/{DIRECT}", json=bare)
+        assert response.status_code == 200
+        event = await wait_for_status(live, response.json()["event_id"], "done")
+        assert (event["type"], event["verification"], event["reference_id"]) == (
+            "direct.transaction",
+            "token",
+            "OFF-1",
+        )
+        assert event["outcome"].startswith("unverified delivery")
+        # a hint, recorded for an operator: no status is taken from it
+        assert (await api(live, "/refunds/OFF-1")).json()["transaction_status"] is None
 
 
-async def test_token_url_still_checks_a_signature_it_can_check(live: httpx.AsyncClient) -> None:
+async def test_token_url_still_checks_a_signature_it_can_check(start) -> None:  # type: ignore[no-untyped-def]
     body, _ = signed_body("refund.completed", {"referenceId": "R-T"})
     forged = body.replace(b"R-T", b"R-X")
-    assert (await live.post(f"/webhooks/kotani/{TOKEN}", content=forged)).status_code == 401
-    assert (await live.post(f"/webhooks/kotani/{TOKEN}", content=body)).status_code == 200
+    async for live in start(direct_tokens=DIRECT, allow_direct_with_secrets=True):
+        assert (await live.post(f"/webhooks/kotani/{DIRECT}", content=forged)).status_code == 401
+        assert (await live.post(f"/webhooks/kotani/{DIRECT}", content=body)).status_code == 200
 
 
 async def test_crypto_bridge_callbacks_are_keyed_by_whatever_reference_they_carry(
-    live: httpx.AsyncClient,
+    start,  # type: ignore[no-untyped-def]
 ) -> None:
-    for payload, reference in [
-        ({"kotani_reference_id": "KB-1", "provider_reference_id": "P-1", "status": "X"}, "KB-1"),
-        ({"provider_reference_id": "P-2", "state": {"nested": [1.5, 1e21]}}, "P-2"),
-        ({"amount": 1}, None),
-    ]:
-        response = await live.post(f"/webhooks/kotani/{TOKEN}", json=payload)
-        event = (await api(live, f"/events/{response.json()['event_id']}")).json()
-        assert event["reference_id"] == reference and event["body"] == payload
+    async for live in start(direct_tokens=DIRECT, allow_direct_with_secrets=True):
+        for payload, reference in [
+            (
+                {"kotani_reference_id": "KB-1", "provider_reference_id": "P-1", "status": "X"},
+                "KB-1",
+            ),
+            ({"provider_reference_id": "P-2", "state": {"nested": [1.5, 1e21]}}, "P-2"),
+            ({"amount": 1}, None),
+        ]:
+            response = await live.post(f"/webhooks/kotani/{DIRECT}", json=payload)
+            event = (await api(live, f"/events/{response.json()['event_id']}")).json()
+            assert event["reference_id"] == reference and event["body"] == payload
 
 
 async def test_allow_unsigned_accepts_unsigned_deliveries(start) -> None:  # type: ignore[no-untyped-def]
