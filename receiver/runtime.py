@@ -118,8 +118,7 @@ async def open_webhooks(
     if not settings.webhook_secrets and not settings.allow_unsigned:
         log.warning(
             "webhooks.no_secret",
-            hint="RECEIVER_WEBHOOK_SECRETS is empty: /webhooks/kotani refuses every delivery "
-            "(the token URL /webhooks/kotani/<token> still accepts them)",
+            hint="RECEIVER_WEBHOOK_SECRETS is empty: /webhooks/kotani refuses every delivery",
         )
     log.info(
         "webhooks.started",

@@ -30,11 +30,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from receiver.errors import NotFound
+from receiver.errors import NotFound, ReceiverError
 from receiver.handlers import internal_api
 from receiver.handlers._body import read_body
 from receiver.inbox.models import Verification
 from receiver.inbox.store import NewEvent
+from receiver.metrics import WEBHOOKS
 from receiver.runtime import WebhookRuntime
 from receiver.settings import Settings
 from receiver.tokens import TokenSet
@@ -90,8 +91,13 @@ async def _accept(request: Request, *, token: bool) -> JSONResponse:
     runtime: WebhookRuntime = request.app.state.webhooks
     raw = await read_body(request, BODY_LIMIT)
     headers = storable_headers(request.headers.items())
-    event = authenticate(raw, headers, runtime.services.settings, token=token)
+    try:
+        event = authenticate(raw, headers, runtime.services.settings, token=token)
+    except ReceiverError:
+        WEBHOOKS.labels("rejected").inc()
+        raise
     accepted = await runtime.inbox.accept(event)
+    WEBHOOKS.labels("duplicate" if accepted.duplicate else "accepted").inc()
     return JSONResponse(
         {"ok": True, "event_id": accepted.event_id, "duplicate": accepted.duplicate}
     )
