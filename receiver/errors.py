@@ -85,6 +85,10 @@ class PayloadTooLarge(RequestError):
     code = "request.too_large"
     status = 413
 
+    def headers(self) -> dict[str, str]:
+        # The rest of the body is not read: close the connection instead of draining it.
+        return {"Connection": "close"}
+
 
 class RequestTimeout(RequestError):
     """The request body did not arrive in time (a slow or stalled client)."""

@@ -93,7 +93,8 @@ class RateLimit:
         response = JSONResponse(
             {"error": {"code": "rate_limited", "message": "too many requests; slow down"}},
             status_code=429,
-            headers={"Retry-After": str(retry)},
+            # Close rather than read (and throw away) the body a refused client may still send.
+            headers={"Retry-After": str(retry), "Connection": "close"},
         )
 
         async def no_body() -> Message:

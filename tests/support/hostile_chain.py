@@ -54,12 +54,24 @@ async def main(hostile_url: str, mints: int) -> dict[str, object]:
         finally:
             for backend in backends:
                 await backend.aclose()
-        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak_kib = _peak_rss_kib()
         return {
             "payees": payees,
             "good": good.node_id,
             "peak_rss_mb": peak_kib / 1024,
         }
+
+
+def _peak_rss_kib() -> int:
+    """This process's own peak RSS: VmHWM belongs to its memory map, made new at exec.
+
+    (getrusage's ru_maxrss is not: Linux carries it over execve, so a child of a large pytest
+    process would report the parent's size.)
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 if __name__ == "__main__":
