@@ -24,6 +24,8 @@ from urllib.parse import unquote
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from receiver.asgi import StatusRecorder
+
 _SECRET_PATH = re.compile(r"^(/+(?:invoices|webhooks/+kotani)/+)[^/?]+", re.IGNORECASE)
 _MIN_SECRET = 6
 """Shorter values are not treated as secrets to mask (they would mask ordinary words)."""
@@ -152,16 +154,9 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 0
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, recorder)
         finally:
             # Decoded first: a secret spelled with %-escapes is still the secret.
             query = unquote(bytes(scope.get("query_string", b"")).decode("latin-1"))
@@ -170,7 +165,7 @@ class AccessLog:
                 "http.request",
                 method=scope.get("method"),
                 path=redact(mask_path(str(scope.get("path", "")))),
-                status=status,
+                status=recorder.status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
                 **extra,
             )

@@ -32,7 +32,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from receiver.asgi import StatusRecorder
 
 __all__ = ["CONTENT_TYPE_LATEST", "Snapshot", "render"]
 
@@ -144,15 +146,8 @@ class ResponseCounter:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 0
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, recorder)
         finally:
-            HTTP_RESPONSES.labels(self.route_of(scope), str(status or 0)).inc()
+            HTTP_RESPONSES.labels(self.route_of(scope), str(recorder.status)).inc()

@@ -28,6 +28,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from receiver.asgi import StatusRecorder
+
 FAILURE_STATUSES = frozenset({400, 401, 403, 404, 405, 413, 415, 422, 429})
 _INVOICE_PATH = re.compile(r"^/invoices/([^/]+)$")
 _FREE_PATHS = frozenset({"/healthz", "/readyz"})
@@ -71,18 +73,11 @@ class RateLimit:
         if not await self.limiter.test(self.failures, "fail", ip):
             await self._refuse(self.failures, ("fail", ip), scope, send)
             return
-        status = 0
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, recorder)
         finally:
-            if status in FAILURE_STATUSES:
+            if recorder.status in FAILURE_STATUSES:
                 await self.limiter.hit(self.failures, "fail", ip)
 
     async def _refuse(
