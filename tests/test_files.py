@@ -47,3 +47,26 @@ def test_generated_token_file_and_dir(make_settings: object, open_umask: None) -
     assert created is not None
     assert mode(settings.data_dir) == 0o700
     assert mode(settings.data_dir / "invoice-token") == 0o600
+
+
+async def test_database_and_fake_node_files_are_private(tmp_path: Path, open_umask: None) -> None:
+    from receiver.amounts import Msat
+    from receiver.db import Database
+    from receiver.lightning.base import BackendContext, Network
+    from receiver.lightning.fake import FakeBackend, FakeConfig
+
+    data = tmp_path / "var"
+    db = Database(f"sqlite+aiosqlite:///{data / 'receiver.sqlite3'}")
+    try:
+        await db.upgrade()
+    finally:
+        await db.dispose()
+    assert mode(data) == 0o700
+    assert mode(data / "receiver.sqlite3") == 0o600
+    fake = FakeBackend(FakeConfig(), BackendContext(network=Network.REGTEST, data_dir=data))
+    try:
+        await fake.create_invoice(Msat(1000), "m", 3600)
+    finally:
+        await fake.aclose()
+    stores = [p for p in data.iterdir() if p.name.startswith("fake-node")]
+    assert stores and all(mode(p) == 0o600 for p in stores), [p.name for p in stores]

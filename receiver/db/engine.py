@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from receiver.db.thread import SqliteThread
+from receiver.files import private_file
 
 T = TypeVar("T")
 
@@ -79,7 +80,9 @@ class Database:
         if self.is_sqlite:
             database = self.url.database or ""
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                # Invoices and webhook bodies: 0600 in a 0700 directory (SQLite creates the
+                # -wal and -shm files with the database file's mode).
+                private_file(Path(database))
             options["connect_args"] = {"timeout": 15}
             # One connection per process: SQLite has one writer anyway, and queueing on the
             # async pool is fair and immediate where SQLite's busy handler sleeps in steps of

@@ -29,6 +29,7 @@ from pydantic_settings import SettingsConfigDict
 
 from receiver.amounts import Msat
 from receiver.errors import BackendRejected
+from receiver.files import private_dir, private_file
 from receiver.lightning.base import (
     BackendConfig,
     BackendContext,
@@ -73,7 +74,7 @@ def _load_or_create_key(path: Path) -> coincurve.PrivateKey:
         return _key_from_hex(path.read_text())
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     key = coincurve.PrivateKey(secrets.token_bytes(32))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -114,7 +115,7 @@ class FakeBackend:
 
     def _store(self) -> sqlite3.Connection:
         if self._db is None:
-            self._store_path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self._store_path)  # preimages: 0600 (SQLite gives -wal/-shm the same)
             db = sqlite3.connect(self._store_path, timeout=5.0, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # a development node: durable enough
