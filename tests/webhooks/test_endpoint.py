@@ -238,3 +238,10 @@ async def test_internal_api_is_off_without_a_key(start) -> None:  # type: ignore
     async for client in start(api_key=None):
         response = await client.get("/events", headers={"Authorization": "Bearer anything"})
         assert response.status_code == 401
+
+
+async def test_an_event_id_beyond_any_bigint_is_404(live: httpx.AsyncClient) -> None:
+    for path in ("/events/99999999999999999999", "/events/99999999999999999999/replay"):
+        method = live.post if path.endswith("replay") else live.get
+        answer = await method(path, headers={"Authorization": f"Bearer {API_KEY}"})
+        assert answer.status_code == 404, (path, answer.status_code)
