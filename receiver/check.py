@@ -312,7 +312,17 @@ def render(rows: Sequence[Row]) -> str:
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     rows = asyncio.run(run_checks(settings, mint=args.mint))
     print(render(rows))
-    return 1 if any(r.ok is False for r in rows) else 0
+    failed = any(r.ok is False for r in rows)
+    if not failed:
+        from receiver.inbox.stats import anything_arrived
+
+        if not asyncio.run(anything_arrived(settings.database_url)):
+            print(
+                "\nNothing has reached this receiver yet. Play Kotani against it: "
+                "`kotani-receiver simulate invoice --amount-msat 1500000`, then "
+                "`kotani-receiver simulate refund --amount-msat 1500000`."
+            )
+    return 1 if failed else 0
 
 
 def register(subparsers: Any) -> None:

@@ -219,6 +219,7 @@ def cmd_decode(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_urls(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.inbox.stats import anything_arrived
     from receiver.tokens import mask, resolve_tokens
 
     tokens, _ = resolve_tokens(settings, create=False)
@@ -238,6 +239,18 @@ def cmd_urls(args: argparse.Namespace, settings: Settings) -> int:
         secret = token.get_secret_value()
         shown = secret if args.show_secrets else mask(secret)
         print(f"generate_invoice_url  {root}/invoices/{shown}")
+    print(f"webhook_url           {root}/webhooks/kotani")
+    for token in settings.direct_tokens:
+        secret = token.get_secret_value()
+        shown = secret if args.show_secrets else mask(secret)
+        print(f"direct webhook_url    {root}/webhooks/kotani/{shown}")
+    if not asyncio.run(anything_arrived(settings.database_url)):
+        print(
+            "# nothing has arrived yet: play Kotani against the running receiver with\n"
+            "#   kotani-receiver simulate invoice --amount-msat 1500000\n"
+            "#   kotani-receiver simulate refund --amount-msat 1500000",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -69,6 +69,17 @@ def test_urls_mask_the_token_unless_asked(tmp_path: Path) -> None:
     assert f"https://pay.example.com/invoices/{TOKEN}" in shown.stdout
 
 
+def test_urls_point_at_simulate_until_something_arrives(tmp_path: Path) -> None:
+    env = {"RECEIVER_INVOICE_TOKENS": TOKEN}
+    assert cli(tmp_path, "db", "upgrade", **env).returncode == 0
+    fresh = cli(tmp_path, "urls", **env)
+    assert "/webhooks/kotani" in fresh.stdout
+    assert "nothing has arrived yet" in fresh.stderr and "simulate refund" in fresh.stderr
+    assert cli(tmp_path, "invoice", "2000", "--reference", "TXN-U", **env).returncode == 0
+    after = cli(tmp_path, "urls", **env)
+    assert "nothing has arrived yet" not in after.stderr
+
+
 def test_token_new_is_long_and_random(tmp_path: Path) -> None:
     first, second = (
         cli(tmp_path, "token", "new").stdout.strip(),

@@ -73,3 +73,25 @@ def _read(conn: Connection) -> Snapshot:
 async def snapshot(db: Database) -> Snapshot:
     """The figures for one scrape (read only: never flushed)."""
     return await db.run(_read, durable=False)
+
+
+def _arrived(conn: Connection) -> bool:
+    from receiver.db import InvoiceRecord
+
+    invoices: Any = InvoiceRecord.__table__
+    for table in (_EVENTS, invoices):
+        if conn.execute(select(table.c.id).limit(1)).first() is not None:
+            return True
+    return False
+
+
+async def anything_arrived(database_url: str) -> bool:
+    """Whether any webhook or generate_invoice_url call has ever reached this database (True
+    when it cannot be read: better no hint than a wrong one)."""
+    db = Database(database_url)
+    try:
+        return await db.run(_arrived, durable=False)
+    except Exception:  # no database yet, or unreachable
+        return True
+    finally:
+        await db.dispose()
