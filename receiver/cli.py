@@ -132,7 +132,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         "log_level": settings.log_level.lower(),
         # SIGTERM: stop accepting, finish requests in flight within the grace period, then
         # the lifespan stops the workers (events in hand finished or their leases released).
-        "timeout_graceful_shutdown": settings.shutdown_grace,
+        "timeout_graceful_shutdown": settings.shutdown_grace / 2,  # the rest: the workers
     }
     # uvicorn re-raises the SIGTERM it handled once it has shut down, under whatever handler
     # was there before it: with this no-op one, a graceful stop exits 0 (a service manager

@@ -9,6 +9,7 @@ finish), then the forwarder.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -132,9 +133,12 @@ async def open_webhooks(
         yield runtime
     finally:
         await inbox.aclose()
-        await worker.stop()
-        if forwarder is not None:
-            await forwarder.stop()
+        # The second half of RECEIVER_SHUTDOWN_GRACE (uvicorn used the first on requests in
+        # flight): events in hand finish, the rest are released for another replica at once.
+        grace = settings.shutdown_grace / 2
+        await asyncio.gather(
+            worker.stop(grace), *([forwarder.stop(grace)] if forwarder is not None else [])
+        )
         if own_client and kotani is not None:
             await kotani.aclose()
         log.info("webhooks.stopped")

@@ -23,7 +23,7 @@ SENDERS = 24
 KILL_AFTER = 120  # acknowledged deliveries before the kill
 
 
-def start_server(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(tmp_path: Path, port: int, **extra: str) -> subprocess.Popen[bytes]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")},
         "RECEIVER_DATA_DIR": str(tmp_path / "data"),
@@ -33,6 +33,7 @@ def start_server(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
         "RECEIVER_INVOICE_TOKENS": "kill9-token-0123456789abcdef",
         "RECEIVER_WORKER_LEASE": "2",
         "RECEIVER_LOG_LEVEL": "warning",
+        **extra,
     }
     with open(tmp_path / "server.log", "ab") as log:  # the child keeps its own descriptor
         return subprocess.Popen(
