@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     # --- rate limits (receiver/ratelimit.py) --------------------------------------------------
     rate_limit_failures: str = "60/minute"
     """Refusals a client IP may cause in the window before it is answered 429 at once."""
-    rate_limit_token: str = "600/minute"  # noqa: S105 (a rate, not a secret)
+    rate_limit_token: str = "6000/minute"  # noqa: S105 (a rate, not a secret)
     """generate_invoice_url calls per configured token."""
 
     # --- Kotani webhooks -----------------------------------------------------------------------
