@@ -58,6 +58,21 @@ async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the server did not start")
 
 
+async def wait_all_done(database: Path, seconds: float) -> int:
+    """Wait (up to ``seconds``) until every stored event is done; how many are not."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with sqlite3.connect(database) as conn:
+            left = int(
+                conn.execute(
+                    "SELECT count(*) FROM webhook_events WHERE status != 'done'"
+                ).fetchone()[0]
+            )
+        if left == 0 or time.monotonic() >= deadline:
+            return left
+        await asyncio.sleep(0.2)
+
+
 def body_for(n: int) -> tuple[bytes, str]:
     if n % 2:
         return signed("refund.completed", {"referenceId": f"K9-{n}", "status": "REVERSED"})
@@ -125,15 +140,7 @@ async def test_kill9_loses_nothing_and_applies_each_effect_once(tmp_path: Path) 
         await flood(url, sorted(set(range(EVENTS)) - acked_before), acked_after, None)
         assert acked_before | acked_after == set(range(EVENTS))
 
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with sqlite3.connect(database) as conn:
-                open_events = conn.execute(
-                    "SELECT count(*) FROM webhook_events WHERE status != 'done'"
-                ).fetchone()[0]
-            if open_events == 0:
-                break
-            await asyncio.sleep(0.2)
+        await wait_all_done(database, 60)
         with sqlite3.connect(database) as conn:
             statuses = dict(
                 conn.execute("SELECT status, count(*) FROM webhook_events GROUP BY status")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.inbox.test_kill9 import EVENTS, flood, start_server, wait_healthy
+from tests.inbox.test_kill9 import EVENTS, flood, start_server, wait_all_done, wait_healthy
 from tests.support.server import free_port
 
 LEASE = "600"  # far longer than the test: a lease left behind would show
@@ -49,15 +49,7 @@ async def test_sigterm_mid_flood_loses_nothing_and_releases_leases(tmp_path: Pat
 
         server = start_server(tmp_path, port, **options)
         await wait_healthy(url, server)
-        deadline = time.monotonic() + 60  # << the 600 s lease
-        while time.monotonic() < deadline:
-            with sqlite3.connect(database) as conn:
-                left = conn.execute(
-                    "SELECT count(*) FROM webhook_events WHERE status != 'done'"
-                ).fetchone()[0]
-            if left == 0:
-                break
-            await asyncio.sleep(0.2)
+        left = await wait_all_done(database, 60)  # << the 600 s lease
         assert left == 0, f"{left} events still waiting (a lease was not released)"
     finally:
         if server.poll() is None:
