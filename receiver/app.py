@@ -121,13 +121,17 @@ class ErrorShield:
 
 
 def create_app(
-    settings: Settings, *, backends: Sequence[LightningBackend] | None = None
+    settings: Settings,
+    *,
+    backends: Sequence[LightningBackend] | None = None,
+    migrate: bool = True,
 ) -> Starlette:
-    """The service for ``settings``; ``backends`` replaces the configured ones (tests)."""
+    """The service for ``settings``; ``backends`` replaces the configured ones (tests);
+    ``migrate=False`` when the caller has applied the migrations already (``serve``)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_services(settings, backends=backends) as services:
+        async with open_services(settings, backends=backends, migrate=migrate) as services:
             redact_secrets([*settings.secret_values(), *services.tokens.plain()])
             app.state.services = services
             app.state.metrics_snapshot = lambda: snapshot(services.db)
@@ -193,7 +197,7 @@ def create_app(
 
 def create_app_from_env() -> Starlette:
     """The service for the ``RECEIVER_*`` environment: each ``serve --workers N`` process's app
-    (uvicorn imports it by name, ``factory=True``)."""
+    (uvicorn imports it by name, ``factory=True``). ``serve`` migrated before starting them."""
     settings = load_settings()
     configure(settings.log_level, settings.log_format)
-    return create_app(settings)
+    return create_app(settings, migrate=False)

@@ -139,7 +139,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # reads -15 as a failure and would restart or alert).
     signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     if args.workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        # The pre-flight applied the migrations: the lifespan does not run them again.
+        uvicorn.run(create_app(settings, migrate=False), **options)
         return 0
     # Worker processes read their settings from the environment, as this one did, and count
     # their metrics in one shared directory (prometheus-client's multiprocess mode).
