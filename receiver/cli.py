@@ -68,12 +68,28 @@ def base_url(settings: Settings) -> str:
     return local_base_url(settings)
 
 
+def _backend_urls(settings: Settings) -> list[tuple[str, str]]:
+    """``(RECEIVER_<NAME>_URL, url)`` of each configured backend that has a URL setting."""
+    from receiver.lightning.registry import backend_class
+
+    found = []
+    for name in settings.backends:
+        config = backend_class(name).Config()
+        url = getattr(config, "url", None)
+        if isinstance(url, str) and url:
+            prefix = str(config.model_config.get("env_prefix", ""))
+            found.append((f"{prefix}URL", url))
+    return found
+
+
 async def _preflight(settings: Settings) -> int:
     from receiver import production
     from receiver.lightning.registry import load_backends
     from receiver.services import backend_context
 
-    unsafe = production.problems(settings)
+    unsafe = production.problems(settings) + production.backend_problems(
+        settings, _backend_urls(settings)
+    )
     if unsafe:
         for line in unsafe:
             print(f"production: {line}", file=sys.stderr)

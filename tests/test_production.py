@@ -109,3 +109,23 @@ def test_serve_refuses_with_one_line_each_and_exit_2(tmp_path: Path) -> None:
     ]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "data" / "receiver.sqlite3").exists()  # refused before anything
+
+
+def test_serve_refuses_a_backend_url_over_http(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+    env.update({f"RECEIVER_{k.upper()}": str(v) for k, v in SAFE.items()})
+    env.update(
+        RECEIVER_BACKENDS="lnd",
+        RECEIVER_LND_URL="http://10.0.0.5:8080",
+        RECEIVER_LND_MACAROON="ab" * 32,
+        RECEIVER_DATA_DIR=str(tmp_path / "data"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "receiver", "serve", "--port", "0"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "production: RECEIVER_LND_URL: credentials would be sent over http:// to another host"
+        " (use https)"
+    ]
