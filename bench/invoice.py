@@ -4,9 +4,13 @@
    invoice, in a loop. A service that mints and verifies cannot beat it.
 2. bare: a bare Starlette endpoint answering canned JSON under the same uvicorn and load.
 3. service: `kotani-receiver serve` (SQLite, fake backend), each request a new reference (a real
-   mint: sign, verify, lease, store).
+   mint: sign, verify, lease, store);
+4. the peer: a real LNbits (FakeWallet funding source, `POST /api/v1/payments`), the same load,
+   at ``--concurrency`` and at concurrency 1: the P1 bar is the service's mint throughput at
+   concurrency 10 at least 3x LNbits' and its p50 at concurrency 1 at most 1/3 of LNbits'.
+   Skipped with ``--no-lnbits`` (LNbits lives in its own venv, ``$KOTANI_LNBITS_VENV``).
 
-Usage: python bench/invoice.py [--requests N] [--concurrency C]
+Usage: python bench/invoice.py [--requests N] [--concurrency C] [--no-lnbits]
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import coincurve
 from bolt11.models.tags import TagChar, Tags
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _load import PY, load, start_process, stop_process
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _load import PY, Result, load, start_process, stop_process
 
 TOKEN = "bench-token-0123456789abcdef"
 
@@ -55,6 +60,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--no-lnbits", action="store_true", help="skip the LNbits peer rows")
     args = parser.parse_args()
 
     floor_rate = floor(300)
@@ -109,6 +115,13 @@ async def main() -> None:
                 requests=args.requests,
                 concurrency=args.concurrency,
             )
+            serial_result = await load(
+                "service: mint, concurrency 1",
+                f"http://127.0.0.1:{port_service}/invoices/{TOKEN}",
+                lambda i: {"amount_msat": 2_500_000 + i, "reference_id": f"C-{i}"},
+                requests=args.requests // 2,
+                concurrency=1,
+            )
             reuse_result = await load(
                 "service: repeat (idempotent reuse)",
                 f"http://127.0.0.1:{port_service}/invoices/{TOKEN}",
@@ -118,16 +131,63 @@ async def main() -> None:
             )
         finally:
             stop_process(service)
+        peers = () if args.no_lnbits else await lnbits_peer(root, args.requests, args.concurrency)
 
-    print(bare_result.line())
-    print(service_result.line())
-    print(reuse_result.line())
+    for result in (bare_result, service_result, serial_result, reuse_result, *peers):
+        print(result.line())
     print()
+    if peers:
+        lnbits_load, lnbits_serial = peers
+        print(
+            f"service mint / lnbits rate      = {service_result.rate / lnbits_load.rate:6.2f}x"
+            f"  (bar >= 3, concurrency {args.concurrency})"
+        )
+        print(
+            f"service p50 / lnbits p50        = "
+            f"{serial_result.pct(0.5) / lnbits_serial.pct(0.5):6.2f}x  (bar <= 0.33, concurrency 1)"
+        )
     print(
         f"service mint / bolt11 floor     = {service_result.rate / floor_rate:6.2f}x  (bar >= 0.60)"
     )
     print(f"service mint / bare starlette   = {service_result.rate / bare_result.rate:6.2f}x")
     print(f"concurrency {args.concurrency}, {args.requests} requests each, one worker process")
+
+
+async def lnbits_peer(root: Path, requests: int, concurrency: int) -> tuple[Result, Result]:
+    """LNbits' own invoice endpoint (FakeWallet) under the same load, then at concurrency 1."""
+    from tests.lightning.lnbits_server import LnbitsServer
+
+    lnbits = LnbitsServer(root / "lnbits")
+    lnbits.workdir.mkdir()
+    account = lnbits.start()
+    try:
+        url = f"{lnbits.url}/api/v1/payments"
+        headers = {"X-Api-Key": account.inkey}
+
+        def body(i: int) -> dict[str, object]:
+            return {"out": False, "amount": 1500 + i, "memo": f"Kotani Pay refund L-{i}"}
+
+        loaded = await load(
+            "lnbits FakeWallet: create invoice",
+            url,
+            body,
+            requests=requests,
+            concurrency=concurrency,
+            expect=201,
+            headers=headers,
+        )
+        serial = await load(
+            "lnbits FakeWallet, concurrency 1",
+            url,
+            lambda i: body(10_000 + i),
+            requests=requests // 2,
+            concurrency=1,
+            expect=201,
+            headers=headers,
+        )
+        return loaded, serial
+    finally:
+        lnbits.stop()
 
 
 if __name__ == "__main__":
