@@ -22,6 +22,7 @@ import httpx
 from receiver.errors import ConfigError
 from receiver.handlers.events import handler_for
 from receiver.handlers.events.base import EventContext
+from receiver.handlers.events.hints import hint_handler
 from receiver.handlers.events.invoice_needed import EVENT_TYPE as INVOICE_NEEDED
 from receiver.inbox.forwarder import Forwarder
 from receiver.inbox.store import Inbox
@@ -109,6 +110,7 @@ async def open_webhooks(
             refunds=RefundStore(services.db),
         ),
         handlers=handler_for,
+        unverified=hint_handler(),
         concurrency=settings.worker_concurrency,
     )
     runtime = WebhookRuntime(services, inbox, worker, forwarder, kotani)

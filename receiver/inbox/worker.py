@@ -32,9 +32,7 @@ from receiver.webhooks.delivery import DIRECT_EVENT
 
 log = get_logger("worker")
 
-UNVERIFIED_OUTCOME = (
-    "unverified delivery (no valid signature): recorded for an operator, no effect"
-)
+UNVERIFIED_OUTCOME = "unverified delivery (no valid signature): recorded for an operator, no effect"
 HANDLER_TIMEOUT = 300.0
 """No handler runs longer than this (it is then retried)."""
 
@@ -48,6 +46,7 @@ class Worker:
         context: Any,
         *,
         handlers: Callable[[str], Handler | None],
+        unverified: Handler | None = None,
         concurrency: int = 16,
         poll: float = 1.0,
         handler_timeout: float = HANDLER_TIMEOUT,
@@ -56,6 +55,7 @@ class Worker:
         self.context = context
         self.handler_timeout = handler_timeout
         self._handlers = handlers
+        self._unverified = unverified
         self.loop = QueueLoop(
             inbox.queue,
             self._handle,
@@ -95,9 +95,9 @@ class Worker:
             elif claimed.verification is not Verification.SIGNATURE:
                 # Events are hints; effects are confirmed. Nobody vouches for an unsigned or
                 # token-only delivery (the token may be known to others), so it never closes a
-                # refund, pins a status or mints and submits: Kotani's signed event and its API
-                # (the bridge keeper, refund-status) remain the source of truth.
-                result = Handled(UNVERIFIED_OUTCOME)
+                # refund, pins a status or mints and submits by itself: ``unverified`` may ask
+                # the source of truth (Kotani's API) and act on its answer, never on the hint.
+                result = await self._hint(claimed)
             else:
                 event = _parse(claimed)
                 async with asyncio.timeout(self.handler_timeout):
@@ -115,6 +115,17 @@ class Worker:
             log.error("webhook.event.crashed", event_id=claimed.id, exc_info=exc)
             return self.inbox.failed(claimed, f"internal: {type(exc).__name__}", permanent=False)
         return self.inbox.done(claimed, result.outcome, result.apply)
+
+    async def _hint(self, claimed: ClaimedEvent) -> Handled:
+        if self._unverified is None:
+            return Handled(UNVERIFIED_OUTCOME)
+        try:
+            event = _parse(claimed)
+        except PermanentFailure:
+            # Nobody vouches for it: a malformed hint is no dead letter (no operator alert).
+            return Handled(UNVERIFIED_OUTCOME)
+        async with asyncio.timeout(self.handler_timeout):
+            return await self._unverified(self.context, event)
 
     def _report(self, row: Row[Any], close: Close, closed: Closed) -> None:
         job = row._mapping
