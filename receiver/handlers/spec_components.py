@@ -91,14 +91,17 @@ def components(settings: Settings) -> Json:
     schemas["InvoiceRequest"] = {
         "type": "object",
         "description": "Unknown fields are ignored. `referenceId` is accepted for"
-        " `reference_id`; send one of them (a null one counts as absent).",
+        " `reference_id`; send one of them (a null one counts as absent). Both, equal, are"
+        " accepted as one reference (JSON Schema cannot compare two values); both, different,"
+        " are refused (422).",
         "properties": {
             "amount_msat": {
                 "type": "integer",
                 "minimum": 1,
                 "maximum": settings.max_amount_msat,
-                "description": "A JSON integer (not a float, string or boolean), at most"
-                " RECEIVER_MAX_AMOUNT_MSAT.",
+                "description": "A JSON integer literal, at most RECEIVER_MAX_AMOUNT_MSAT: a"
+                " float, string or boolean is refused (422), `404.0` too, though JSON"
+                " Schema's integer admits it: an amount is never read from a float.",
             },
             "reference_id": either,
             "referenceId": either,
