@@ -29,7 +29,11 @@ from tests.fuzz.report import read_report
 from tests.support.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = int(os.environ.get("KR_FUZZ_EXAMPLES", "175"))
+EXAMPLES = int(os.environ.get("KR_FUZZ_EXAMPLES", "170"))
+# The reference's exact character class (~700 ranges) makes each invoice body cost ~0.1 s to
+# generate (Hypothesis enumerates the class per strategy); these two get fewer fuzzed examples
+# (besides their ~70 coverage cases each) to keep the run near 3 minutes.
+SLOW_EXAMPLES = max(1, EXAMPLES * 120 // 170)
 SEED = os.environ.get("KR_FUZZ_SEED", "20261201")
 MIN_CASES = 5000
 
@@ -92,17 +96,28 @@ def _console_session(url: str) -> tuple[str, str]:
 
 
 def _config(path: Path, csrf: str) -> None:
+    """schemathesis.toml: the CSRF field of console forms, the path tokens, the console's 303."""
     invoice, direct = SECRETS["RECEIVER_INVOICE_TOKENS"], SECRETS["RECEIVER_DIRECT_TOKENS"]
     # The console sends a browser without a session to its login page: a 303 is its refusal.
     refusals = ["303", "400", "401", "403", "404", "405", "409", "415", "422", "429"]
     path.write_text(
         f"""
+generation.max-examples = {EXAMPLES}
+
+[cache]
+directory = "{path.parent / "cache"}"
+
 [parameters]
 "body.csrf" = "{csrf}"
 
 [[operations]]
 include-operation-id = "generateInvoice"
 parameters = {{ token = "{invoice}" }}
+generation.max-examples = {SLOW_EXAMPLES}
+
+[[operations]]
+include-operation-id = "createRefundConfig"
+generation.max-examples = {SLOW_EXAMPLES}
 
 [[operations]]
 include-operation-id = "receiveDirectWebhook"
@@ -133,8 +148,6 @@ def _schemathesis(url: str, tmp_path: Path, cookie: str) -> subprocess.Completed
         f"{url}/openapi.json",
         "--checks",
         "all",
-        "--max-examples",
-        str(EXAMPLES),
         "--seed",
         SEED,
         "--generation-database",
@@ -168,14 +181,15 @@ def test_schemathesis_all_checks_against_a_live_server(tmp_path: Path) -> None:
     summary = run.stdout[-6000:]
     report = read_report(tmp_path / "report")
     print(summary)
+    served = [int(s) for s in re.findall(r"status=(\d{3})", output)]
     print(f"cases={report.cases} statuses={dict(sorted(report.statuses.items()))}")
+    print(f"server: {len(served)} requests, {sum(s >= 500 for s in served)} answered 5xx")
     for failure in report.failures:
         print(f"failure: {failure.operation} {failure.check}: {failure.deliberate()}")
 
     assert report.cases >= MIN_CASES, summary
     assert len(report.operations) >= 25, sorted(report.operations)
     assert report.server_errors == 0, summary
-    served = [int(s) for s in re.findall(r"status=(\d{3})", output)]
     assert len(served) >= MIN_CASES
     assert not [s for s in served if s >= 500], "a 5xx in the server's own access log"
     assert "Traceback" not in output, output[output.find("Traceback") :][:3000]
