@@ -28,6 +28,7 @@ from receiver.handlers.health import healthz, readyz
 from receiver.handlers.invoice_url import create_invoice
 from receiver.handlers.kotani_webhook import routes as webhook_routes
 from receiver.handlers.metrics import metrics
+from receiver.handlers.openapi import routes as openapi_routes
 from receiver.inbox.stats import snapshot
 from receiver.kotani.refund_config import handle_refund_configs
 from receiver.kotani.wiring import open_kotani
@@ -157,6 +158,7 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/refund-configs", handle_refund_configs, methods=["POST"]),
         *webhook_routes(),
+        *openapi_routes(settings),
         *console_routes(settings),
     ]
 

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from receiver.errors import BackendError
+from receiver.handlers import schemas
 from receiver.lightning.base import LightningBackend
 from receiver.services import Services
 
@@ -27,7 +28,7 @@ READY_TTL = 5.0
 
 
 async def healthz(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
+    return JSONResponse(schemas.Health(status="ok").answer())
 
 
 async def _probe(backend: LightningBackend) -> dict[str, object]:
@@ -94,5 +95,5 @@ async def readyz(request: Request) -> JSONResponse:
     readiness: Readiness | None = getattr(state, "readiness", None)
     if readiness is None:
         readiness = state.readiness = Readiness()
-    body = await readiness.verdict(state.services)
-    return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
+    body = schemas.Readiness.model_validate(await readiness.verdict(state.services))
+    return JSONResponse(body.answer(), status_code=200 if body.status == "ready" else 503)

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from receiver.errors import NotFound, Unauthorized, ValidationFailed
+from receiver.handlers.schemas import EventDetail, EventPage, RefundView, ReplayAccepted
 from receiver.inbox import queries
 from receiver.inbox.models import EventStatus
 from receiver.runtime import WebhookRuntime
@@ -37,10 +38,15 @@ def _runtime(request: Request) -> WebhookRuntime:
     return runtime
 
 
+DIGITS_MAX = 12
+"""The most digits ``limit`` and ``before`` may have."""
+
+
 def _int(value: str | None, name: str, default: int | None) -> int | None:
     if value is None or value == "":
         return default
-    if not value.isdigit() or len(value) > 12:
+    # isascii: str.isdigit() is also true of "²" and other digits int() refuses.
+    if not (value.isascii() and value.isdigit()) or len(value) > DIGITS_MAX:
         raise ValidationFailed(f"{name} must be a positive integer")
     return int(value)
 
@@ -73,25 +79,29 @@ async def list_events(request: Request) -> JSONResponse:
         before=_int(params.get("before"), "before", None),
     )
     following = events[-1]["id"] if len(events) == min(limit, queries.MAX_PAGE) else None
-    return JSONResponse({"events": events, "next_before": following})
+    page = EventPage.model_validate({"events": events, "next_before": following})
+    return JSONResponse(page.answer())
 
 
 async def show_event(request: Request) -> JSONResponse:
     runtime = _runtime(request)
-    return JSONResponse(await queries.get_event(runtime.services.db, _event_id(request)))
+    event = await queries.get_event(runtime.services.db, _event_id(request))
+    return JSONResponse(EventDetail.model_validate(event).answer())
 
 
 async def replay_event(request: Request) -> JSONResponse:
     runtime = _runtime(request)
     event_id = _event_id(request)
     await runtime.inbox.replay(event_id)
-    return JSONResponse({"event_id": event_id, "status": "pending"}, status_code=202)
+    answer = ReplayAccepted(event_id=event_id, status="pending")
+    return JSONResponse(answer.answer(), status_code=202)
 
 
 async def show_refund(request: Request) -> JSONResponse:
     runtime = _runtime(request)
     reference_id = str(request.path_params["reference_id"])
-    return JSONResponse(await queries.refund_view(runtime.services.db, reference_id))
+    view = await queries.refund_view(runtime.services.db, reference_id)
+    return JSONResponse(RefundView.model_validate(view).answer())
 
 
 def routes() -> list[Route]:

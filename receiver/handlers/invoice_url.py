@@ -8,8 +8,11 @@ and never echoed.
 
 from __future__ import annotations
 
+import re
+import sys
 import unicodedata
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from starlette.requests import Request
@@ -18,6 +21,7 @@ from starlette.responses import JSONResponse
 from receiver.amounts import Msat
 from receiver.errors import NotFound, ReceiverError, ValidationFailed
 from receiver.handlers._body import read_json_object
+from receiver.handlers.schemas import InvoiceAnswer
 from receiver.metrics import INVOICE_REQUESTS
 from receiver.services import Services
 
@@ -60,6 +64,28 @@ def validate_reference(value: object) -> str:
     return value
 
 
+def _character_class(spans: list[tuple[int, int]]) -> str:
+    def one(code: int) -> str:  # \\uXXXX in the BMP (ECMA-262 and Python agree); astral: literal
+        return f"\\u{code:04x}" if code < 0x10000 else chr(code)
+
+    return "".join(one(a) if a == b else f"{one(a)}-{one(b)}" for a, b in spans)
+
+
+@cache
+def reference_patterns() -> tuple[str, str]:
+    """What ``validate_reference`` accepts, as two JSON Schema patterns: every character allowed
+    (``pattern``), and the blank references it refuses (``not: {pattern}``). Computed from
+    ``_FORBIDDEN_CATEGORIES`` and this Python's Unicode database, so they cannot drift; lone
+    surrogates are left out (no UTF-8 text carries them; a ``\\ud800`` escape is refused)."""
+    chars = "".join(map(chr, range(sys.maxunicode + 1)))
+    ok = bytes(c not in _FORBIDDEN_CATEGORIES for c in map(unicodedata.category, chars))
+    space = bytes(a and b for a, b in zip(ok, map(str.isspace, chars), strict=True))
+    allowed, blank = (
+        [(m.start(), m.end() - 1) for m in re.finditer(b"\x01+", flags)] for flags in (ok, space)
+    )
+    return f"^[{_character_class(allowed)}]*$", f"^[{_character_class(blank)}]*$"
+
+
 def parse_invoice_request(payload: dict[str, Any], max_amount_msat: int) -> InvoiceRequest:
     """Validate the body; ``referenceId`` is accepted as an alias of ``reference_id``."""
     if "amount_msat" not in payload:
@@ -85,4 +111,4 @@ async def create_invoice(request: Request) -> JSONResponse:
         INVOICE_REQUESTS.labels("unavailable" if exc.status >= 500 else "refused").inc()
         raise
     INVOICE_REQUESTS.labels("reused" if issued.reused else "minted").inc()
-    return JSONResponse(issued.contract_json())
+    return JSONResponse(InvoiceAnswer.model_validate(issued.contract_json()).answer())

@@ -36,6 +36,7 @@ from starlette.routing import Route
 from receiver.errors import NotFound, ReceiverError
 from receiver.handlers import internal_api
 from receiver.handlers._body import read_body
+from receiver.handlers.schemas import WebhookAccepted
 from receiver.inbox.models import Verification
 from receiver.inbox.store import NewEvent
 from receiver.metrics import WEBHOOKS
@@ -114,9 +115,8 @@ async def _accept(request: Request, *, token: bool) -> JSONResponse:
         raise
     accepted = await runtime.inbox.accept(event)
     WEBHOOKS.labels("duplicate" if accepted.duplicate else "accepted").inc()
-    return JSONResponse(
-        {"ok": True, "event_id": accepted.event_id, "duplicate": accepted.duplicate}
-    )
+    answer = WebhookAccepted(ok=True, event_id=accepted.event_id, duplicate=accepted.duplicate)
+    return JSONResponse(answer.answer())
 
 
 async def kotani_webhook(request: Request) -> JSONResponse:
