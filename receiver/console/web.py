@@ -20,7 +20,8 @@ from starlette.templating import Jinja2Templates
 
 from receiver.console.auth import COOKIE, Door, Session
 from receiver.console.data import ConsoleData, StoreData
-from receiver.errors import Conflict, NotFound
+from receiver.errors import Conflict, NotFound, PayloadTooLarge, RequestTimeout
+from receiver.handlers._body import read_body
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")  # autoescape on for .html
@@ -68,13 +69,18 @@ async def form(request: Request) -> dict[str, str]:
     long or not a form reads as empty, which every check then refuses."""
     if not request.headers.get("content-type", "").startswith(FORM_TYPE):
         return {}
-    body = await request.body()  # cached by Starlette: the guard and the page share it
-    if len(body) > MAX_FORM:
-        return {}
+    kept: dict[str, str] | None = getattr(request.state, "console_form", None)
+    if kept is not None:  # the guard and the page share one read
+        return kept
+    parsed: dict[str, str] = {}
     try:
-        return dict(parse_qsl(body.decode("utf-8"), max_num_fields=20))
-    except (UnicodeDecodeError, ValueError):
-        return {}
+        # Bounded in size and time, as every other body: a slow or endless form holds nothing.
+        body = await read_body(request, MAX_FORM)
+        parsed = dict(parse_qsl(body.decode("utf-8"), max_num_fields=20))
+    except (PayloadTooLarge, RequestTimeout, UnicodeDecodeError, ValueError):
+        pass
+    request.state.console_form = parsed
+    return parsed
 
 
 def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:

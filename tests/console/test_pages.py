@@ -12,9 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from receiver.cli import main
 from receiver.console.data import StoreData
+from receiver.console.web import form
 from receiver.kotani.bridge_rules import MAX_REGENERATIONS
 from receiver.kotani.models import Chain, DepositStatus
 from receiver.kotani.models_db import DepositOrigin
@@ -101,6 +103,26 @@ async def test_csrf_is_checked_on_every_post(bare: Live) -> None:
     assert (await bare.api(f"/events/{event_id}"))["attempts"] == 1  # not replayed
     ok = await bare.client.post(f"/console/events/{event_id}/replay", data={"csrf": csrf})
     assert ok.status_code == 303
+
+
+async def test_an_oversized_form_is_refused_without_reading_it_all() -> None:
+    pulled = 0
+
+    async def receive() -> dict[str, object]:  # chunked, endless: no Content-Length to refuse
+        nonlocal pulled
+        pulled += 1
+        return {
+            "type": "http.request",
+            "body": b"csrf=x&pad=" + b"x" * (1 << 20),
+            "more_body": True,
+        }
+
+    headers = [(b"content-type", b"application/x-www-form-urlencoded")]
+    request = Request({"type": "http", "method": "POST", "headers": headers}, receive)
+    assert await form(request) == {}  # a form too long reads as empty: every check refuses it
+    assert pulled == 1  # stopped at the bound, not read to the end
+    assert await form(request) == {}  # the guard and the page share the one read
+    assert pulled == 1
 
 
 async def test_logout_ends_the_session(bare: Live) -> None:
