@@ -200,6 +200,20 @@ class Settings(BaseSettings):
             raise ValueError("use sandbox, production or an http(s) URL")
         return value
 
+    @field_validator("forward_secret")
+    @classmethod
+    def _forward_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """Checked at start, not at the first forward (a whsec_ secret of >= 16 bytes)."""
+        from receiver.errors import ConfigError
+        from receiver.webhooks.standard import decode_secret
+
+        if value is not None:
+            try:
+                decode_secret(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("RECEIVER_FORWARD_SECRET: ")) from None
+        return value
+
     @field_validator("rate_limit_failures", "rate_limit_token")
     @classmethod
     def _rate_limit(cls, value: str) -> str:

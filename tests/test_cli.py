@@ -130,3 +130,11 @@ def test_unreachable_database_stops_serve_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "RECEIVER_DATABASE_URL" in result.stderr and "unreachable" in result.stderr
     assert "hunter2-secret" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_malformed_forward_secret_is_refused_at_start_without_echoing_it(tmp_path: Path) -> None:
+    secret = "not-a-whsec-secret!"
+    result = cli(tmp_path, "serve", RECEIVER_FORWARD_SECRET=secret)
+    assert result.returncode == 2
+    assert "RECEIVER_FORWARD_SECRET: use a Standard Webhooks secret" in result.stderr
+    assert "Traceback" not in result.stderr and secret not in result.stderr + result.stdout
