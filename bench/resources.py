@@ -1,11 +1,23 @@
 """Idle memory and start-up time of `kotani-receiver serve`, beside a bare uvicorn + Starlette.
 
-For each of ``--runs`` fresh starts (new data directory: migrations included), measures:
+Each of ``--runs`` rounds starts, one after another:
+- the bare app (``bench/bare_app.py`` under ``python -m uvicorn``), the baseline;
+- the service on a new data directory (**fresh**: SQLite file created, every migration applied,
+  invoice token and fake node key written), with the embedded defaults (SQLite, fake backend);
+- the service again on that same data directory (**restart**: the database already at head).
+
+For each start it measures:
 - start to ready: from spawning the process to the first 200 of ``/readyz`` (the service) or
   ``/healthz`` (the bare app), polled every 5 ms;
 - idle RSS: ``VmRSS`` of the server process after ``--idle`` seconds with no traffic.
-Prints the medians of both, then the import cost: the modules the service has loaded at idle
-that the bare app has not, the 15 biggest top-level packages by module count.
+
+Prints the medians of both, the load average before and after, then the import cost: the
+modules the service has loaded at idle (restart) that the bare app has not, the 15 biggest
+top-level packages by module count.
+
+Bytecode: the children may write ``__pycache__`` (``PYTHONDONTWRITEBYTECODE`` is dropped from
+their environment) and one unmeasured start of each kind comes first, so every measured start
+reads compiled bytecode from a warm page cache, as an installed package does.
 
     python bench/resources.py [--runs 5] [--idle 2]
 """
@@ -14,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -30,6 +43,12 @@ from _load import PY
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token-0123456789abcdef0123456789"
+KINDS = ("bare", "fresh", "restart")
+LABELS = {
+    "bare": "bare uvicorn + Starlette",
+    "fresh": "kotani-receiver serve, fresh",
+    "restart": "kotani-receiver serve, restart",
+}
 
 
 def rss_mb(pid: int) -> float:
@@ -47,19 +66,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def one_start(kind: str, idle: float, dump: Path | None) -> tuple[float, float]:
+def one_start(kind: str, data: Path, idle: float, dump: Path | None) -> tuple[float, float]:
     port = free_port()
-    data = Path(tempfile.mkdtemp(prefix="bench-res-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("RECEIVER_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(RECEIVER_DATA_DIR=str(data), RECEIVER_INVOICE_TOKENS=TOKEN,
                RECEIVER_LOG_LEVEL="warning")
-    if kind == "service":
-        args = [PY, "-m", "receiver", "serve", "--port", str(port)]
-        ready = f"http://127.0.0.1:{port}/readyz"
-    else:
+    if kind == "bare":
         args = [PY, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "bare_app:app",
                 "--port", str(port), "--log-level", "warning"]
         ready = f"http://127.0.0.1:{port}/healthz"
+    else:
+        args = [PY, "-m", "receiver", "serve", "--port", str(port)]
+        ready = f"http://127.0.0.1:{port}/readyz"
     if dump is not None:  # the same command under a wrapper that lists sys.modules at exit
         env["DUMP_MODULES"] = str(dump)
         args = [PY, str(ROOT / "bench" / "_dump_modules.py"), *args[2:]]
@@ -90,8 +112,25 @@ def one_start(kind: str, idle: float, dump: Path | None) -> tuple[float, float]:
             proc.kill()
 
 
+def one_round(idle: float, dumps: dict[str, Path] | None = None) -> dict[str, tuple[float, float]]:
+    """Bare, fresh and restart once each; ``dumps``: where each writes its module list."""
+    out = {}
+    data = Path(tempfile.mkdtemp(prefix="bench-res-"))
+    try:
+        for kind in KINDS:
+            dump = dumps[kind] if dumps is not None else None
+            out[kind] = one_start(kind, data, idle, dump)  # fresh creates what restart reuses
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    return out
+
+
 def top_packages(names: set[str], n: int = 15) -> list[tuple[str, int]]:
     return Counter(name.split(".")[0] for name in names).most_common(n)
+
+
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -99,25 +138,34 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle", type=float, default=2.0)
     args = parser.parse_args()
-    figures: dict[str, list[tuple[float, float]]] = {"bare": [], "service": []}
+    before = load()
+    one_round(0.0)  # warm-up, not counted: bytecode written, files in the page cache
+    figures: dict[str, list[tuple[float, float]]] = {kind: [] for kind in KINDS}
     for _ in range(args.runs):
-        for kind in ("bare", "service"):
-            figures[kind].append(one_start(kind, args.idle, None))
+        for kind, figure in one_round(args.idle).items():
+            figures[kind].append(figure)
+    after = load()
+    print(f"{os.cpu_count()} CPUs, load average (1/5/15 min) {before} before, {after} after; "
+          f"medians of {args.runs} runs")
     print(f"{'':<34} {'start to ready':>15} {'idle RSS':>10}")
-    for kind, label in (("bare", "bare uvicorn + Starlette"), ("service", "kotani-receiver serve")):
+    for kind in KINDS:
         ready = statistics.median(r for r, _ in figures[kind])
         rss = statistics.median(m for _, m in figures[kind])
-        print(f"{label:<34} {ready * 1000:12.0f} ms {rss:8.1f} MB")
-    dumps = {}
-    for kind in ("bare", "service"):
-        path = Path(tempfile.mkdtemp()) / "modules.txt"
-        one_start(kind, 0.2, path)
-        dumps[kind] = set(path.read_text().split()) if path.exists() else set()
-    extra = dumps["service"] - dumps["bare"]
-    print(f"\nmodules loaded at idle: bare {len(dumps['bare'])}, service {len(dumps['service'])}"
-          f" ({len(extra)} more); the service's extra modules by top-level package:")
+        print(f"{LABELS[kind]:<34} {ready * 1000:12.0f} ms {rss:8.1f} MB")
+    folder = Path(tempfile.mkdtemp())
+    paths = {kind: folder / f"{kind}.txt" for kind in KINDS}
+    one_round(0.2, paths)
+    modules = {k: set(p.read_text().split()) if p.exists() else set() for k, p in paths.items()}
+    shutil.rmtree(folder, ignore_errors=True)
+    extra = modules["restart"] - modules["bare"]
+    print(f"\nmodules loaded at idle: bare {len(modules['bare'])}, fresh {len(modules['fresh'])},"
+          f" restart {len(modules['restart'])} ({len(extra)} more than bare); the restart's"
+          " extra modules by top-level package:")
     for package, count in top_packages(extra):
         print(f"  {package:<24} {count:5d}")
+    only_fresh = modules["fresh"] - modules["restart"]
+    print(f"loaded by the fresh start only: {len(only_fresh)} modules, "
+          + ", ".join(f"{p} {c}" for p, c in top_packages(only_fresh, 6)))
 
 
 if __name__ == "__main__":

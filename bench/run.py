@@ -111,15 +111,19 @@ def parse_drain(out: str) -> list[Row]:
 def parse_resources(out: str) -> list[Row]:
     line = r"^{}\s+{}\s+ms\s+{}\s+MB"
     bare = re.search(line.format(r"bare uvicorn \+ Starlette", NUM, NUM), out, re.M)
-    service = re.search(line.format(r"kotani-receiver serve", NUM, NUM), out, re.M)
-    if bare is None or service is None:
+    starts = {
+        kind: re.search(line.format(rf"kotani-receiver serve, {kind}", NUM, NUM), out, re.M)
+        for kind in ("fresh", "restart")
+    }
+    if bare is None or None in starts.values():
         raise ValueError("no start-up lines")
-    return [
-        Row("resources", "serve: start to ready", float(service[1]), "bare uvicorn",
-            float(bare[1]), "ms"),
-        Row("resources", "serve: idle RSS", float(service[2]), "bare uvicorn", float(bare[2]),
-            "MB"),
-    ]
+    rows = []
+    for column, figure, unit in ((1, "start to ready", "ms"), (2, "idle RSS", "MB")):
+        for kind, found in starts.items():
+            assert found is not None
+            rows.append(Row("resources", f"serve ({kind}): {figure}", float(found[column]),
+                            "bare uvicorn", float(bare[column]), unit))
+    return rows
 
 
 # name -> (full-run arguments, --quick arguments, reader of its output)

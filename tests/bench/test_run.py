@@ -30,7 +30,12 @@ def test_quick_run_replaces_the_table_between_the_markers(tmp_path: Path) -> Non
     block = text.split("<!-- bench:begin -->")[1].split("<!-- bench:end -->")[0]
     assert "quick smoke run" in block
     rows = [line for line in block.splitlines() if line.startswith("| resources |")]
-    assert [r.split(" | ")[1] for r in rows] == ["serve: start to ready", "serve: idle RSS"]
+    assert [r.split(" | ")[1] for r in rows] == [
+        "serve (fresh): start to ready",
+        "serve (restart): start to ready",
+        "serve (fresh): idle RSS",
+        "serve (restart): idle RSS",
+    ]
     assert all("bare uvicorn: " in r and r.endswith("x |") for r in rows)
     try:
         import matplotlib  # noqa: F401
