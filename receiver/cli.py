@@ -145,6 +145,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         "log_config": None,  # uvicorn's lines go through the one stream of receiver.logs
         "proxy_headers": False,  # forwarded headers count only from RECEIVER_TRUSTED_PROXIES
         "server_header": False,
+        "ws": "none",  # no WebSocket route: uvicorn need not load the websockets package
         "log_level": settings.log_level.lower(),
         # SIGTERM: stop accepting, finish requests in flight within the grace period, then
         # the lifespan stops the workers (events in hand finished or their leases released).

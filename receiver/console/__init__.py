@@ -1,38 +1,30 @@
 """The operator console at ``/console``: refunds, deliveries and replay, backends, export.
 
 ``console_routes(settings)`` is all the app mounts. Pages live in ``pages``, the door (login,
-session, CSRF) in ``auth`` and ``web``, every read and action in ``data``.
+session, CSRF) in ``auth`` and ``web``, every read and action in ``data``. The pages are
+imported on the console's first request, not at start (see ``_Console``).
 """
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount, Route, Router
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from receiver.console import pages, web
 from receiver.console.auth import Door
-from receiver.console.export import download
 from receiver.settings import Settings
 
 __all__ = ["console_routes"]
 
 
-class _WithDoor:
-    """Pure ASGI: hands the console's door to its pages (``web.door``)."""
+def _router() -> Router:
+    # On first use: the pages bring Jinja2 and qrcode (~40 modules, ~3 MB), which a receiver
+    # whose console nobody opens never needs.
+    from starlette.staticfiles import StaticFiles
 
-    def __init__(self, app: ASGIApp, door: Door) -> None:
-        self.app = app
-        self.door = door
+    from receiver.console import pages, web
+    from receiver.console.export import download
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["console_door"] = self.door
-        await self.app(scope, receive, send)
-
-
-def console_routes(settings: Settings) -> list[BaseRoute]:
-    """The console's routes; the door is built once from ``settings``."""
-    router = Router(
+    return Router(
         routes=[
             Route("/", pages.refunds, methods=["GET"]),
             Route("/login", web.login_page, methods=["GET", "POST"]),
@@ -47,4 +39,23 @@ def console_routes(settings: Settings) -> list[BaseRoute]:
             Mount("/static", app=StaticFiles(directory=web.HERE / "static"), name="static"),
         ]
     )
-    return [Mount("/console", app=_WithDoor(router, Door(settings)))]
+
+
+class _Console:
+    """Pure ASGI: the console's router (built on the first request) with its door in the scope
+    (``web.door``)."""
+
+    def __init__(self, door: Door) -> None:
+        self.door = door
+        self._router: Router | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._router is None:
+            self._router = _router()
+        scope["console_door"] = self.door
+        await self._router(scope, receive, send)
+
+
+def console_routes(settings: Settings) -> list[BaseRoute]:
+    """The console's routes; the door is built once from ``settings``."""
+    return [Mount("/console", app=_Console(Door(settings)))]

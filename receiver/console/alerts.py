@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import apprise
-
 from receiver.console.data import ConsoleData, StoreData
 from receiver.logs import get_logger
 from receiver.retry import RetryPolicy
@@ -53,6 +51,8 @@ Send = Callable[[Notice], Awaitable[bool]]
 
 def apprise_sender(urls: Sequence[str]) -> Send:
     """Sends through Apprise to every URL; True when all of them took it."""
+    import apprise  # only with RECEIVER_ALERT_URLS set: its ~60 modules cost every other start
+
     notifier = apprise.Apprise()
     for url in urls:
         if not notifier.add(url):

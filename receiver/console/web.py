@@ -8,23 +8,25 @@ filter (``BadFilter``), ``NotFound`` and ``Conflict`` become 400, 404 and 409 pa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.templating import Jinja2Templates
 
 from receiver.console.auth import COOKIE, Door, Session
 from receiver.console.data import ConsoleData, StoreData
 from receiver.errors import Conflict, NotFound, PayloadTooLarge, RequestTimeout
 from receiver.handlers._body import read_body
 
+if TYPE_CHECKING:
+    from starlette.templating import Jinja2Templates
+
 HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")  # autoescape on for .html
 HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
@@ -50,8 +52,18 @@ def data(request: Request) -> ConsoleData:
     return StoreData.of_app(request.app.state)
 
 
+@functools.cache
+def templates() -> Jinja2Templates:
+    """The page templates (autoescape on for .html), loaded on the first page rendered."""
+    # Here, not at import: `refunds export` and every `serve` import this module, and Jinja2
+    # (~20 modules) is needed only once a page is shown.
+    from starlette.templating import Jinja2Templates
+
+    return Jinja2Templates(directory=HERE / "templates")
+
+
 def render(request: Request, name: str, context: dict[str, Any], *, status: int = 200) -> Response:
-    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response = templates().TemplateResponse(request, name, context, status_code=status)
     response.headers.update(HEADERS)
     return response
 

@@ -11,6 +11,7 @@ and listing ``mynode`` in ``RECEIVER_BACKENDS``. The class carries its own ``Con
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, cast
@@ -23,6 +24,7 @@ from receiver.lightning.base import BackendContext, BackendFactory, LightningBac
 GROUP = "kotani_receiver.backends"
 
 
+@functools.cache  # a scan of every installed distribution: once per process, not per lookup
 def available() -> dict[str, EntryPoint]:
     """Installed backends by name."""
     return {ep.name: ep for ep in entry_points(group=GROUP)}
