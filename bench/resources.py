@@ -2,6 +2,9 @@
 
 Each of ``--runs`` rounds starts, one after another:
 - the bare app (``bench/bare_app.py`` under ``python -m uvicorn``), the baseline;
+- the floor: the bare app after importing the third-party packages the service has loaded at
+  idle (``bench/libs_app.py``: SQLAlchemy, pydantic-settings, httpx, structlog...), none of the
+  service's own code;
 - the service on a new data directory (**fresh**: SQLite file created, every migration applied,
   invoice token and fake node key written), with the embedded defaults (SQLite, fake backend);
 - the service again on that same data directory (**restart**: the database already at head).
@@ -43,9 +46,10 @@ from _load import PY
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token-0123456789abcdef0123456789"
-KINDS = ("bare", "fresh", "restart")
+KINDS = ("bare", "libs", "fresh", "restart")
 LABELS = {
     "bare": "bare uvicorn + Starlette",
+    "libs": "bare + the service's libraries",
     "fresh": "kotani-receiver serve, fresh",
     "restart": "kotani-receiver serve, restart",
 }
@@ -75,8 +79,8 @@ def one_start(kind: str, data: Path, idle: float, dump: Path | None) -> tuple[fl
     }
     env.update(RECEIVER_DATA_DIR=str(data), RECEIVER_INVOICE_TOKENS=TOKEN,
                RECEIVER_LOG_LEVEL="warning")
-    if kind == "bare":
-        args = [PY, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "bare_app:app",
+    if kind in ("bare", "libs"):
+        args = [PY, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), f"{kind}_app:app",
                 "--port", str(port), "--log-level", "warning"]
         ready = f"http://127.0.0.1:{port}/healthz"
     else:
@@ -85,14 +89,17 @@ def one_start(kind: str, data: Path, idle: float, dump: Path | None) -> tuple[fl
     if dump is not None:  # the same command under a wrapper that lists sys.modules at exit
         env["DUMP_MODULES"] = str(dump)
         args = [PY, str(ROOT / "bench" / "_dump_modules.py"), *args[2:]]
+    errors = tempfile.TemporaryFile()
     started = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, cwd=data, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, env=env, cwd=data, stdout=subprocess.DEVNULL, stderr=errors)
     try:
         with httpx.Client(timeout=1) as client:
             while True:
                 if proc.poll() is not None:
-                    raise SystemExit(f"{kind} exited during start")
+                    errors.seek(0)
+                    said = errors.read().decode(errors="replace")[-2000:]
+                    raise SystemExit(f"{kind} exited during start (status {proc.returncode}):"
+                                     f"\n{said}")
                 try:
                     if client.get(ready).status_code == 200:
                         break
@@ -110,10 +117,11 @@ def one_start(kind: str, data: Path, idle: float, dump: Path | None) -> tuple[fl
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        errors.close()
 
 
 def one_round(idle: float, dumps: dict[str, Path] | None = None) -> dict[str, tuple[float, float]]:
-    """Bare, fresh and restart once each; ``dumps``: where each writes its module list."""
+    """Each kind once; ``dumps``: where each writes its module list."""
     out = {}
     data = Path(tempfile.mkdtemp(prefix="bench-res-"))
     try:

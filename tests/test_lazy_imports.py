@@ -2,7 +2,8 @@
 
 Each test runs the real `kotani-receiver serve` in a process that writes, at exit, the modules
 it had imported: Alembic only on the start that migrates, Apprise only with alert URLs, Jinja2
-only once a console page is shown, the bolt11 encoder only once the fake node mints.
+only once a console page is shown, the bolt11 encoder only once the fake node mints, and the
+Kotani client's connection pool only once it calls Kotani.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+from pydantic import SecretStr
 
+from receiver.kotani.client import KotaniClient
 from tests.support.server import free_port
 
 TOKEN = "lazy-imports-token-0123456789abcdef"
@@ -107,3 +111,25 @@ def test_each_package_is_loaded_once_its_feature_is_used(tmp_path: Path) -> None
         RECEIVER_API_KEY=KEY,
     )
     assert loaded(modules) == {"apprise", "jinja2", "qrcode", "bolt11"}
+
+
+async def test_the_kotani_pool_opened_by_the_first_call_is_never_reopened_after_close() -> None:
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        return httpx.Response(200, json={"success": True, "message": "ok", "data": {}})
+
+    transport = httpx.MockTransport(answer)
+    client = KotaniClient("https://kotani.invalid", SecretStr("key"), 5.0, transport)
+    await client.aclose()  # no call yet: no pool to close
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.retry_refund("REF-1")
+    assert sent == []
+
+    client = KotaniClient("https://kotani.invalid", SecretStr("key"), 5.0, transport)
+    await client.retry_refund("REF-1")
+    await client.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.retry_refund("REF-2")
+    assert sent == ["/api/v3/offramp/retry-refund/REF-1"]

@@ -17,8 +17,9 @@ __all__ = ["console_routes"]
 
 
 def _router() -> Router:
-    # On first use: the pages bring Jinja2 and qrcode (~40 modules, ~3 MB), which a receiver
-    # whose console nobody opens never needs.
+    # On the first console request: the pages bring qrcode, and Jinja2 with the first page
+    # rendered (~50 modules, ~3 MB together), which a receiver whose console nobody opens never
+    # needs.
     from starlette.staticfiles import StaticFiles
 
     from receiver.console import pages, web

@@ -181,7 +181,7 @@ def applied_revisions(connection: Connection) -> frozenset[str]:
 
 
 def _upgrade(connection: Connection) -> bool:
-    # Alembic (and Mako, Pygments: ~10 MB, ~0.2 s) only when a migration may be due.
+    # Here, when a migration is due: Alembic and Mako are ~95 modules, 6 MB and ~0.3 s a start.
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
