@@ -252,8 +252,8 @@ async def run_setup(
                 now = await handled_count(engine, f"bench-{key}")
                 if now > handled:
                     handled, handled_s = now, time.perf_counter() - started
-            if args.timeline and time.perf_counter() - started > len(timeline) * 0.5:
-                elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            if args.timeline and elapsed >= 0.5 * (len(timeline) + 1):
                 timeline.append(f"{elapsed:4.1f}s h{handled} f{len(sink.seen)}")
             if handled >= events and len(sink.seen) >= events:
                 break
