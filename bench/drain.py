@@ -1,6 +1,7 @@
 """Benchmark: end-to-end drain, from Kotani's delivery to the integrator's app.
 
     python bench/drain.py [--events 2000] [--connections 32] [--limit 120] [--only sqlite,pg1,pg2]
+                          [--min-rate 200] [--timeline] [--profile DIR]
 
 For each setup the real service (``kotani-receiver serve``) gets ``--events`` unique signed
 offramp status updates over keep-alive connections (bench/webhooks.py's raw HTTP/1.1 client),
@@ -10,7 +11,13 @@ the same run:
 
 * ingest: first send to the last 2xx (what Kotani sees);
 * handled: first send to the last event handled (polled every 0.1 s);
-* forwarded: first send to the last distinct message at the sink (the end-to-end figure).
+* forwarded: first send to the last distinct message at the sink (the end-to-end figure);
+* the 1-minute load average at the end (the machine may be shared).
+
+Each setup's events, and its warm-up's, have references of their own (``bench-sqlite-<n>``,
+``warm-sqlite-<n>``...): the sink and the handled count see only the timed events of the setup
+at hand. ``--profile DIR`` attaches py-spy (``pip install py-spy``) to each server for the
+timed part and writes its collapsed stacks to ``DIR/<setup>-<replica>.txt``.
 
 Setups: SQLite (one process), PostgreSQL with one replica, PostgreSQL with two replicas (two
 processes on one database, each getting half of the events). PostgreSQL is ``$DRAIN_POSTGRES_URL``
@@ -27,7 +34,10 @@ import asyncio
 import base64
 import contextlib
 import hmac
+import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +65,7 @@ class Sink:
     """A loopback Standard Webhooks receiver: raw keep-alive HTTP/1.1, signatures checked."""
 
     def __init__(self) -> None:
+        self.prefix = ""
         self.seen: set[str] = set()
         self.repeats = 0
         self.bad = 0
@@ -69,9 +80,20 @@ class Sink:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), 0.1)
 
-    def reset(self) -> None:
+    def expect(self, prefix: str) -> None:
+        """Count from now on only the messages of references ``<prefix>-<n>``.
+
+        Each setup (and its warm-up) has references of its own: the message id is derived from
+        the event, so the same events in two setups would have the same ids, and a warm-up
+        message forwarded late would count as a timed one.
+        """
+        self.prefix = prefix + "-"
         self.seen.clear()
         self.repeats = self.bad = 0
+
+    def _counted(self, body: bytes) -> bool:
+        reference = json.loads(body).get("kotani", {}).get("reference_id") or ""
+        return isinstance(reference, str) and reference.startswith(self.prefix)
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -87,7 +109,9 @@ class Sink:
                 timestamp = int(headers.get("webhook-timestamp", "0"))
                 expected = standard.signature(FORWARD_KEY, message_id, timestamp, body)
                 if hmac.compare_digest(expected, headers.get("webhook-signature", "")):
-                    if message_id in self.seen:
+                    if not self._counted(body):
+                        pass
+                    elif message_id in self.seen:
                         self.repeats += 1
                     else:
                         self.seen.add(message_id)
@@ -116,6 +140,7 @@ class Outcome:
     forward_s: float
     repeats: int
     bad: int
+    load: str = ""
 
     def rate(self, count: int, seconds: float) -> str:
         return f"{count / seconds:8.0f}/s" if seconds > 0 else "       -"
@@ -127,20 +152,41 @@ class Outcome:
             f" ({self.ingest_s:5.2f} s)   handled {self.handled:>5}"
             f" {self.rate(self.handled, self.handled_s)} ({self.handled_s:5.1f} s)"
             f"   forwarded {self.forwarded:>5} {self.rate(self.forwarded, self.forward_s)}"
-            f" ({self.forward_s:5.1f} s){partial}"
+            f" ({self.forward_s:5.1f} s)   load {self.load}{partial}"
         )
 
 
-async def handled_count(engine: AsyncEngine) -> int:
+def load_average() -> str:
+    """The 1-minute load average (the machine is shared: figures are only comparable within a
+    run, beside their load)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+async def handled_count(engine: AsyncEngine, prefix: str) -> int:
     """Events handled so far (each one's effect: its reference's newest status)."""
     async with engine.connect() as conn:
         result = await conn.execute(
-            text("SELECT count(*) FROM transaction_status WHERE reference_id LIKE 'BENCH-%'")
+            text("SELECT count(*) FROM transaction_status WHERE reference_id LIKE :pattern"),
+            {"pattern": f"{prefix}-%"},
         )
         return int(result.scalar_one())
 
 
+def profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` (collapsed stacks, idle frames left out) until interrupted."""
+    beside = Path(sys.executable).with_name("py-spy")  # installed in this venv, or on PATH
+    spy = str(beside) if beside.exists() else "py-spy"
+    cmd = [spy, "record", "--pid", str(pid), "--rate", "100", "--format", "raw"]
+    return subprocess.Popen(
+        [*cmd, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 async def run_setup(
+    key: str,
     name: str,
     database_url: str,
     replicas: int,
@@ -152,6 +198,7 @@ async def run_setup(
     ports = [free_port() for _ in range(replicas)]
     base = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
     processes = []
+    profilers: list[subprocess.Popen[bytes]] = []
     engine = create_async_engine(database_url)
     try:
         for port in ports:
@@ -169,16 +216,25 @@ async def run_setup(
             health = f"http://127.0.0.1:{port}/healthz"
             cmd = [PY, "-m", "receiver", "serve"]
             processes.append(await asyncio.to_thread(start_process, cmd, env, health, tmp))
-        # Each replica gets every other event; the first WARMUP warm connections and caches.
-        total = args.events + WARMUP
-        batches = [requests_for(total, port)[i::replicas] for i, port in enumerate(ports)]
+        # Each replica gets every other event. The warm-up (connections, caches) and the timed
+        # events have references of their own, so only timed ones are counted.
         per_port = max(1, args.connections // replicas)
-        warm = [b[: WARMUP // replicas] for b in batches]
-        timed = [b[WARMUP // replicas :] for b in batches]
+        warm = [requests_for(WARMUP, p, f"warm-{key}")[i::replicas] for i, p in enumerate(ports)]
+        timed = [
+            requests_for(args.events, p, f"bench-{key}")[i::replicas] for i, p in enumerate(ports)
+        ]
+        sink.expect(f"warm-{key}")
         warming = asyncio.gather(*(drive(p, w, per_port) for p, w in zip(ports, warm, strict=True)))
         await asyncio.wait_for(warming, 30)  # a server that stops answering ends the run
-        await sink.wait_for(sum(len(w) for w in warm), 30)
-        sink.reset()
+        await sink.wait_for(WARMUP, 30)
+        if len(sink.seen) < WARMUP:
+            raise SystemExit(f"{name}: {len(sink.seen)} of {WARMUP} warm-up events forwarded")
+        sink.expect(f"bench-{key}")
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for n, process in enumerate(processes):
+                profilers.append(profile(process.pid, args.profile / f"{key}-{n}.txt"))
+            await asyncio.sleep(1.0)  # py-spy attached
         events = sum(len(t) for t in timed)
 
         started = time.perf_counter()
@@ -189,19 +245,24 @@ async def run_setup(
         ingest_s = time.perf_counter() - started
         ingested = sum(ok for _, ok in results)
         handled, handled_s = 0, 0.0
+        timeline: list[str] = []
         limit = started + args.limit
-        warm_handled = len(warm) * (WARMUP // replicas)  # BENCH-0 .. BENCH-49
         while time.perf_counter() < limit:
             if handled < events:
-                now = await handled_count(engine) - warm_handled
+                now = await handled_count(engine, f"bench-{key}")
                 if now > handled:
                     handled, handled_s = now, time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            if args.timeline and elapsed >= 0.5 * (len(timeline) + 1):
+                timeline.append(f"{elapsed:4.1f}s h{handled} f{len(sink.seen)}")
             if handled >= events and len(sink.seen) >= events:
                 break
             sink.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sink.arrived.wait(), 0.1)
         forwarded = len(sink.seen)
+        if timeline:
+            print("  " + " | ".join(timeline))
         forward_s = (sink.last - started) if forwarded else 0.0
         if forwarded < events:
             forward_s = time.perf_counter() - started
@@ -216,8 +277,12 @@ async def run_setup(
             forward_s,
             sink.repeats,
             sink.bad,
+            load_average(),
         )
     finally:
+        for profiler in profilers:
+            profiler.send_signal(signal.SIGINT)
+            await asyncio.to_thread(profiler.wait, 30)
         await engine.dispose()
         for process in processes:
             await asyncio.to_thread(stop_process, process)
@@ -277,7 +342,7 @@ async def bench(args: argparse.Namespace, pg_url: str | None, tmp: Path) -> list
                 continue
             else:
                 url = await fresh_database(pg_url)
-            outcome = await run_setup(name, url, replicas, args, sink, sink_port, tmp)
+            outcome = await run_setup(key, name, url, replicas, args, sink, sink_port, tmp)
             print(outcome.line(), flush=True)
             outcomes.append(outcome)
     finally:
@@ -293,6 +358,14 @@ def main() -> int:
     parser.add_argument("--limit", type=float, default=120.0, help="seconds per setup")
     parser.add_argument("--only", default="sqlite,pg1,pg2", help="setups to run")
     parser.add_argument("--min-rate", type=float, default=0.0, help="end-to-end events/s")
+    parser.add_argument(
+        "--timeline", action="store_true", help="print handled and forwarded every 0.5 s"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="directory for py-spy's collapsed stacks of each server during the timed part",
+    )
     args = parser.parse_args()
     args.only = set(args.only.split(","))
     print(

@@ -50,12 +50,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def requests_for(count: int, port: int) -> list[bytes]:
-    """Distinct, signed offramp status updates, as raw HTTP/1.1 requests."""
+def requests_for(count: int, port: int, prefix: str = "BENCH") -> list[bytes]:
+    """Distinct, signed offramp status updates (references ``<prefix>-<n>``), as raw HTTP/1.1
+    requests."""
     out = []
     for n in range(count):
         data = {
-            "referenceId": f"BENCH-{n}",
+            "referenceId": f"{prefix}-{n}",
             "status": "SUCCESSFUL",
             "onchainStatus": "SUCCESSFUL",
             "fiatAmount": 1000,

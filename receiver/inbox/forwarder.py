@@ -47,6 +47,8 @@ ANSWER_LIMIT = 64 * 1024
 """The integrator's answer is read up to this many (decoded) bytes; only its status counts."""
 FORWARD_POLICY = RetryPolicy(max_attempts=15, base=5.0, cap=3600.0)
 FORWARD_LINGER = 0.25
+LANE = 2
+"""Connections per httpx client; the forwarder has as many clients as its concurrency needs."""
 OUTBOX = QueueSpec(
     table=ForwardMessage.__table__,
     pending=OutboxStatus.PENDING,
@@ -113,9 +115,18 @@ class Forwarder:
         self.policy = policy
         self.queue = DurableQueue(db, OUTBOX, owner=owner, lease=max(lease, timeout + 5))
         self.timeout = timeout
-        self._http = outbound_client(
-            timeout=timeout, max_connections=concurrency, transport=transport
-        )
+        # Small pools, the least busy one per POST: httpx checks every connection of its pool
+        # on each request and each close, so 32 POSTs in flight cost ~2.7x the CPU per POST in
+        # one pool of 32 (4.4 ms) that they cost in pools of 2 (1.6 ms). One TLS context for
+        # all (each costs ~35 ms and ~1 MB to build); the trust is httpx's default, as before.
+        tls = httpx.create_ssl_context(trust_env=False)
+        self._clients = [
+            outbound_client(
+                timeout=timeout, max_connections=LANE, transport=transport, verify=tls
+            )
+            for _ in range(max(1, -(-concurrency // LANE)))
+        ]
+        self._busy = dict.fromkeys(self._clients, 0)
         self._events: GroupCommit[int, Row[Any]] = GroupCommit(self._load, name="forwarder-events")
         self.loop = QueueLoop(
             self.queue,
@@ -146,7 +157,8 @@ class Forwarder:
     async def stop(self, grace: float = 15.0) -> None:
         await self.loop.stop(grace)
         await self._events.aclose()
-        await self._http.aclose()
+        for client in self._clients:
+            await client.aclose()
 
     async def run_once(self) -> bool:
         """Deliver one due message; False when none was due."""
@@ -175,9 +187,11 @@ class Forwarder:
         body = payload(event)
         headers = standard.headers(self._key, job["message_id"], int(time.time()), body)
         status_code: int | None = None
+        client = min(self._clients, key=self._busy.__getitem__)  # the least busy pool
+        self._busy[client] += 1
         try:
             answer = await exchange(
-                self._http,
+                client,
                 "POST",
                 self.url,
                 timeout=self.timeout,
@@ -189,6 +203,8 @@ class Forwarder:
             error = None if 200 <= status_code < 300 else f"answered {status_code}"
         except (httpx.HTTPError, TimeoutError, OutboundError) as exc:
             error = f"no answer: {classify(exc)[1]}"
+        finally:
+            self._busy[client] -= 1
         values: dict[str, Any] = {"last_status_code": status_code}
         if error is None:
             values["delivered_at"] = utcnow()

@@ -33,6 +33,9 @@ from receiver.webhooks.delivery import DIRECT_EVENT
 log = get_logger("worker")
 
 UNVERIFIED_OUTCOME = "unverified delivery (no valid signature): recorded for an operator, no effect"
+BATCH = 64
+"""Events leased at once (``concurrency`` of them in their handler): one claim and one close
+for up to this many."""
 HANDLER_TIMEOUT = 300.0
 """No handler runs longer than this (it is then retried)."""
 
@@ -48,6 +51,7 @@ class Worker:
         handlers: Callable[[str], Handler | None],
         unverified: Handler | None = None,
         concurrency: int = 16,
+        batch: int = BATCH,
         poll: float = 1.0,
         handler_timeout: float = HANDLER_TIMEOUT,
     ) -> None:
@@ -61,6 +65,7 @@ class Worker:
             self._handle,
             name="webhook.worker",
             concurrency=concurrency,
+            batch=batch,
             poll=poll,
             pause=inbox.under_pressure,
             report=self._report,

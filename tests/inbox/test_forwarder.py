@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -23,7 +24,9 @@ from starlette.routing import Route
 
 from receiver.app import create_app
 from receiver.errors import ConfigError
+from receiver.inbox.forwarder import Forwarder
 from receiver.inbox.models import ForwardMessage, OutboxStatus
+from receiver.inbox.store import Inbox
 from receiver.retry import RetryPolicy
 from receiver.runtime import open_webhooks
 from receiver.services import open_services
@@ -143,6 +146,49 @@ async def test_the_running_service_forwards_what_it_accepts(
     headers, forwarded = app.requests[0]
     check_standard_webhook(headers, forwarded)
     assert json.loads(forwarded)["data"] == {"referenceId": "E2E", "status": "FAILED"}
+
+
+async def test_a_slow_app_gets_every_forward_in_flight_at_once(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # The forwarder spreads its POSTs over small connection pools (LANE connections each): a
+    # slow integrator app must still see ``concurrency`` of them at once, on as many connections.
+    concurrency, inside, peak = 12, 0, 0
+    everyone = asyncio.Event()
+    peers: set[tuple[str, int]] = set()
+
+    async def hook(request: Request) -> Response:
+        nonlocal inside, peak
+        inside += 1
+        peak = max(peak, inside)
+        assert request.client is not None
+        peers.add((request.client.host, request.client.port))
+        if inside == concurrency:
+            everyone.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(everyone.wait(), 5)
+        inside -= 1
+        return Response(status_code=204)
+
+    async with serve_app(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as base:
+        settings = make_settings(forward_url=f"{base}/hook", forward_secret=FORWARD_SECRET)
+        async with open_services(settings) as services:
+            forwarder = Forwarder(
+                services.db, url=f"{base}/hook", key=KEY, owner="t", concurrency=concurrency
+            )
+            inbox = Inbox(services.db, owner="t", forward=True)
+            for n in range(concurrency):
+                await inbox.accept(new_event("x.y", {"referenceId": f"SLOW-{n}"}))
+            forwarder.start()
+            try:
+                await asyncio.wait_for(everyone.wait(), 10)
+            finally:
+                await forwarder.stop(5)
+                await inbox.aclose()
+            async with services.db.session() as session:
+                statuses = (await session.execute(select(ForwardMessage.status))).scalars().all()
+    assert peak == concurrency and len(peers) == concurrency
+    assert statuses == [OutboxStatus.DELIVERED] * concurrency
 
 
 async def test_a_forward_url_without_its_secret_is_a_config_error(

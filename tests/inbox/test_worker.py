@@ -84,3 +84,52 @@ async def test_stop_releases_an_event_cut_off_and_the_next_start_resumes_it(
                     break
                 await asyncio.sleep(0.02)
             assert await _status(services, event_id) == (EventStatus.DONE, 2)
+
+
+async def test_a_batch_is_claimed_at_once_and_handled_concurrency_at_a_time(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    async with open_services(settings) as services, open_webhooks(services, start=False) as rt:
+        running = peak = 0
+
+        async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.05)
+            running -= 1
+            return Handled("done")
+
+        worker = Worker(
+            rt.inbox,
+            rt.worker.context,
+            concurrency=2,
+            batch=6,
+            poll=0.05,
+            handlers=lambda _type: handle,
+        )
+        claims: list[int] = []
+        claim = worker.loop.queue.claim
+
+        async def counted(limit: int = 1) -> Any:
+            rows = await claim(limit)
+            claims.append(len(rows))
+            return rows
+
+        worker.loop.queue.claim = counted  # type: ignore[method-assign]
+        ids = [
+            (await rt.inbox.accept(new_event("x.batch", {"referenceId": f"B-{n}"}))).event_id
+            for n in range(6)
+        ]
+        await asyncio.sleep(0.3)  # past the pressure window (deliveries were arriving)
+        worker.start()
+        for _ in range(300):
+            states = [await _status(services, event_id) for event_id in ids]
+            if all(status is EventStatus.DONE for status, _ in states):
+                break
+            await asyncio.sleep(0.02)
+        await worker.stop(grace=5)
+    assert states == [(EventStatus.DONE, 1)] * 6
+    assert claims[0] == 6  # one claim for the whole batch...
+    assert peak == 2  # ...but never more than ``concurrency`` handlers at once
