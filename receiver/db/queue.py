@@ -10,8 +10,9 @@ jobs with the same columns: ``status``, ``attempts``, ``next_attempt_at``, ``lea
   ``QueueSpec.exclusive`` (the reference), jobs of a value another claimer holds are skipped,
   so one reference is handled by one worker at a time.
 - ``close(closes)``: many jobs settled in one transaction (group commit: one fsync for a burst)
-  with their effects (``apply``), only while the lease is still ours: an effect is recorded
-  exactly once, whenever the process dies. Should the transaction fail (one job's effects
+  with their effects (``apply``, or ``apply_many``: one call, one statement, for every job of
+  the close that shares it), only while the lease is still ours: an effect is recorded exactly
+  once, whenever the process dies. Should the transaction fail (one job's effects
   cannot be stored), the jobs are closed again one per transaction, so only the bad one fails
   (``Closed.error``) and its neighbours commit. (No savepoint per job: they cost two statements
   each, more than the rest of a close.)
@@ -35,8 +36,12 @@ from receiver.db.engine import Database
 from receiver.db.types import utcnow
 
 Apply = Callable[[Session], str | None]
-"""Database effects of a job, run in the savepoint that closes it; a returned string replaces
+"""Database effects of a job, run in the transaction that closes it; a returned string replaces
 the job's note (``QueueSpec.note``) when it is done (for decisions that need the locked rows)."""
+ApplyMany = Callable[[Session, list[Any]], list[str | None]]
+"""Database effects of many jobs in one go (one statement for all, not one each): called once
+per close transaction with the item of every job that named it, in close order; answers a note
+(or None) per item, as ``Apply`` does."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class Close:
     values: dict[str, Any] = field(default_factory=dict)
     """More columns to set (the outbox's ``last_status_code``)."""
     apply: Apply | None = None
+    apply_many: tuple[ApplyMany, Any] | None = None
+    """Effects shared with the other jobs of the close: (function, this job's item)."""
 
 
 @dataclass(frozen=True)
@@ -177,17 +184,10 @@ class DurableQueue:
         self, conn: Connection, closes: Sequence[Close], now: datetime
     ) -> list[Closed]:
         t, spec = self.spec.table, self.spec
-        leased = spec.processing or spec.pending
-        ids = [close.id for close in closes]
         # Ours first (locked on PostgreSQL; SQLite holds its write lock since BEGIN): a job
         # another process took over is left alone, effects and all.
-        ours = set(
-            conn.execute(
-                select(t.c.id)
-                .where(t.c.id.in_(ids), t.c.status == leased, t.c.lease_owner == self.owner)
-                .with_for_update()
-            ).scalars()
-        )
+        ours_now = select(t.c.id).where(*self._ours([c.id for c in closes])).with_for_update()
+        ours = set(conn.execute(ours_now).scalars())
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for close in closes:
             if close.id in ours:
@@ -205,14 +205,23 @@ class DurableQueue:
             conn.execute(statement, rows)
         notes: list[dict[str, Any]] = []
         effects = [c for c in closes if c.id in ours and c.apply is not None]
-        if effects:
+        shared: dict[ApplyMany, list[Close]] = {}
+        for close in closes:
+            if close.id in ours and close.apply_many is not None:
+                shared.setdefault(close.apply_many[0], []).append(close)
+        if effects or shared:
+            answers: list[tuple[Close, str | None]] = []
             with Session(bind=conn) as session:
                 for close in effects:
                     assert close.apply is not None
-                    note = close.apply(session)
-                    if note and close.status is spec.done and spec.note is not None:
-                        notes.append({"job_id": close.id, "v_note": note[:2000]})
+                    answers.append((close, close.apply(session)))
+                for apply_many, members in shared.items():
+                    items = [close.apply_many[1] for close in members if close.apply_many]
+                    answers += zip(members, apply_many(session, items), strict=True)
                 session.commit()  # a flush: the unit commits
+            for close, note in answers:
+                if note and close.status is spec.done and spec.note is not None:
+                    notes.append({"job_id": close.id, "v_note": note[:2000]})
         if notes and spec.note is not None:
             statement = (
                 update(t)
@@ -242,13 +251,11 @@ class DurableQueue:
             values["updated_at"] = now
         return values
 
-    def _ours(self, job_id: int) -> Any:
+    def _ours(self, ids: Sequence[int]) -> list[Any]:
+        """The conditions for the jobs among ``ids`` still leased to this process."""
         t, spec = self.spec.table, self.spec
-        return update(t).where(
-            t.c.id == job_id,
-            t.c.status == (spec.processing or spec.pending),
-            t.c.lease_owner == self.owner,
-        )
+        leased = spec.processing or spec.pending
+        return [t.c.id.in_(list(ids)), t.c.status == leased, t.c.lease_owner == self.owner]
 
     # --- extend / release / replay ------------------------------------------------------------
 
@@ -260,17 +267,8 @@ class DurableQueue:
         until = utcnow() + self.lease
 
         def work(conn: Connection) -> set[int]:
-            statement = (
-                update(t)
-                .where(
-                    t.c.id.in_(list(ids)),
-                    t.c.status == (self.spec.processing or self.spec.pending),
-                    t.c.lease_owner == self.owner,
-                )
-                .values(lease_expires_at=until)
-                .returning(t.c.id)
-            )
-            return set(conn.execute(statement).scalars())
+            renew = update(t).where(*self._ours(ids)).values(lease_expires_at=until)
+            return set(conn.execute(renew.returning(t.c.id)).scalars())
 
         return await self.db.run(work, durable=False)
 
@@ -289,8 +287,7 @@ class DurableQueue:
             values["updated_at"] = now
 
         def work(conn: Connection) -> None:
-            for job_id in ids:
-                conn.execute(self._ours(job_id).values(**values))
+            conn.execute(update(t).where(*self._ours(ids)).values(**values))
 
         await self.db.run(work)
 

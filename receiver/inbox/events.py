@@ -3,7 +3,8 @@
 A handler is ``async (ctx, event) -> Handled``, injected into the worker (``handlers``: event
 type -> handler); the inbox never imports the handlers. It may do slow things (mint an invoice,
 call Kotani), but the effects that must happen exactly once go in ``Handled.apply``: the worker
-runs them in the transaction that marks the event done.
+runs them in the transaction that marks the event done (``Handled.apply``, or ``apply_many``
+for effects that one statement can write for the many events of a close).
 
     ReceiverError
     └── EventFailed                   event.failed       retried with backoff (then dead)
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from receiver.db.queue import Apply
+from receiver.db.queue import Apply, ApplyMany
 from receiver.errors import ReceiverError
 from receiver.webhooks.jsjson import JSValue
 
@@ -53,10 +54,15 @@ class InboxEvent:
 
 @dataclass(frozen=True)
 class Handled:
-    """A handler's result: a one-line outcome and the effects to commit with it."""
+    """A handler's result: a one-line outcome and the effects to commit with it.
+
+    ``apply_many`` (function, item): effects written for many events at once (one statement for
+    a whole close, not one per event); the function's note for the item replaces the outcome.
+    """
 
     outcome: str
     apply: Apply | None = field(default=None)
+    apply_many: tuple[ApplyMany, Any] | None = field(default=None)
 
 
 Handler = Callable[[Any, InboxEvent], Awaitable[Handled]]

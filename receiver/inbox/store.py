@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Row
 
 from receiver.db import Database
-from receiver.db.queue import Apply, Close, Closed, DurableQueue, QueueSpec
+from receiver.db.queue import Apply, ApplyMany, Close, Closed, DurableQueue, QueueSpec
 from receiver.db.types import utcnow
 from receiver.errors import Conflict, NotFound
 from receiver.inbox.ingest import Accepted, Ingest, NewEvent
@@ -133,9 +134,15 @@ class Inbox:
         """Renew our lease on ``event``; False if it was lost."""
         return event.id in await self.queue.extend([event.id])
 
-    def done(self, event: ClaimedEvent, outcome: str, apply: Apply | None = None) -> Close:
+    def done(
+        self,
+        event: ClaimedEvent,
+        outcome: str,
+        apply: Apply | None = None,
+        apply_many: tuple[ApplyMany, Any] | None = None,
+    ) -> Close:
         """The close of a handled event."""
-        return Close(event.id, EventStatus.DONE, note=outcome, apply=apply)
+        return Close(event.id, EventStatus.DONE, note=outcome, apply=apply, apply_many=apply_many)
 
     def failed(
         self, event: ClaimedEvent, error: str, *, permanent: bool, apply: Apply | None = None

@@ -119,7 +119,7 @@ class Worker:
             # A bug must not lose the event: it is retried, then dead, with the error kept.
             log.error("webhook.event.crashed", event_id=claimed.id, exc_info=exc)
             return self.inbox.failed(claimed, f"internal: {type(exc).__name__}", permanent=False)
-        return self.inbox.done(claimed, result.outcome, result.apply)
+        return self.inbox.done(claimed, result.outcome, result.apply, result.apply_many)
 
     async def _hint(self, claimed: ClaimedEvent) -> Handled:
         if self._unverified is None:

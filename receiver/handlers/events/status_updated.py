@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from receiver.db.sql import dialect_of, upsert
@@ -59,24 +59,37 @@ async def handle(ctx: EventContext, event: InboxEvent) -> Handled:
     status = text_field(event.data, "status", "transaction_status", "transactionStatus", limit=64)
     if event.reference_id is None or status is None:
         return Handled("no reference or status in the payload: stored only")
-    reference_id = event.reference_id
-    stamped = event_time(event.data, *TIME_FIELDS)
+    row = {
+        "reference_id": event.reference_id,
+        "status": status,
+        "event_type": event.event_type,
+        "status_at": event_time(event.data, *TIME_FIELDS),
+        "event_id": event.id,
+    }
+    return Handled(f"status {status}", apply_many=(record, row))
 
-    def apply(session: Session) -> str:
-        row = {
-            "reference_id": reference_id,
-            "status": status,
-            "event_type": event.event_type,
-            "status_at": stamped,
-            "event_id": event.id,
-            "updated_at": utcnow(),
-        }
-        # One statement: insert, or replace the recorded status when this one is newer.
-        statement = upsert(dialect_of(session), STATUSES, KEYS, tuple(row), _newer)
-        if session.execute(statement, row).first():
-            return f"status {status} recorded"
-        current = session.get(TransactionStatus, reference_id)
-        assert current is not None
-        return f"older than the recorded status: kept {current.status} (event {current.event_id})"
 
-    return Handled(f"status {status}", apply)
+def record(session: Session, rows: list[dict[str, Any]]) -> list[str | None]:
+    """The statuses of a close's events in one statement: insert, or replace each recorded
+    status that is older. A close holds one event per reference (a reference is handled by one
+    worker at a time, its events one after the other); should one hold two, PostgreSQL refuses
+    the statement and the queue closes the events one per transaction."""
+    now = utcnow()
+    rows = [{**row, "updated_at": now} for row in rows]
+    statement = upsert(dialect_of(session), STATUSES, KEYS, tuple(rows[0]), _newer)
+    written = set(session.execute(statement, rows).scalars())
+    kept = [row["reference_id"] for row in rows if row["reference_id"] not in written]
+    current = {}
+    if kept:
+        query = select(STATUSES).where(STATUSES.c.reference_id.in_(kept))
+        current = {found.reference_id: found for found in session.execute(query)}
+    notes: list[str | None] = []
+    for row in rows:
+        if row["reference_id"] in written:
+            notes.append(f"status {row['status']} recorded")
+        else:
+            found = current[row["reference_id"]]
+            notes.append(
+                f"older than the recorded status: kept {found.status} (event {found.event_id})"
+            )
+    return notes
