@@ -22,12 +22,16 @@ Bytecode: the children may write ``__pycache__`` (``PYTHONDONTWRITEBYTECODE`` is
 their environment) and one unmeasured start of each kind comes first, so every measured start
 reads compiled bytecode from a warm page cache, as an installed package does.
 
+Run it with the interpreter of the install to measure: the test venv has packages (rich,
+pygments) that the service's libraries load when present; it says so when they are.
+
     python bench/resources.py [--runs 5] [--idle 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import signal
@@ -46,6 +50,8 @@ from _load import PY
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token-0123456789abcdef0123456789"
+EXTRAS = ("rich", "pygments")
+"""Not dependencies of the service; schemathesis and pytest bring them into the test venv."""
 KINDS = ("bare", "libs", "fresh", "restart")
 LABELS = {
     "bare": "bare uvicorn + Starlette",
@@ -155,6 +161,11 @@ def main() -> None:
     after = load()
     print(f"{os.cpu_count()} CPUs, load average (1/5/15 min) {before} before, {after} after; "
           f"medians of {args.runs} runs")
+    extras = [name for name in EXTRAS if importlib.util.find_spec(name) is not None]
+    if extras:
+        print(f"note: {', '.join(extras)} installed (the test extras): `import httpx` loads its"
+              " command-line client's modules with them, in every process here, the floor too;"
+              " a production install (`pip install .`) has neither")
     print(f"{'':<34} {'start to ready':>15} {'idle RSS':>10}")
     for kind in KINDS:
         ready = statistics.median(r for r, _ in figures[kind])

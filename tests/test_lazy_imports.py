@@ -2,8 +2,8 @@
 
 Each test runs the real `kotani-receiver serve` in a process that writes, at exit, the modules
 it had imported: Alembic only on the start that migrates, Apprise only with alert URLs, Jinja2
-only once a console page is shown, the bolt11 encoder only once the fake node mints, and the
-Kotani client's connection pool only once it calls Kotani.
+only once a console page or /docs is shown, the bolt11 encoder only once the fake node mints,
+and the Kotani client's connection pool only once it calls Kotani.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ ON_DEMAND = {
     "alembic": "migrations",
     "mako": "migrations (Alembic's templates)",
     "apprise": "alerts",
-    "jinja2": "console pages",
+    "jinja2": "console pages and /docs",
     "qrcode": "console pages",
     "bolt11": "the fake node's encoder",
     "websockets": "WebSocket routes (there are none)",
@@ -111,6 +111,11 @@ def test_each_package_is_loaded_once_its_feature_is_used(tmp_path: Path) -> None
         RECEIVER_API_KEY=KEY,
     )
     assert loaded(modules) == {"apprise", "jinja2", "qrcode", "bolt11"}
+
+
+def test_the_api_page_loads_jinja2_and_nothing_else(tmp_path: Path) -> None:
+    serve(tmp_path)
+    assert loaded(serve(tmp_path, (("GET", "/docs"),))) == {"jinja2"}
 
 
 async def test_the_kotani_pool_opened_by_the_first_call_is_never_reopened_after_close() -> None:

@@ -43,18 +43,26 @@ def _router() -> Router:
 
 
 class _Console:
-    """Pure ASGI: the console's router (built on the first request) with its door in the scope
-    (``web.door``)."""
+    """Pure ASGI: the console's router (built on the first request, or when its ``routes`` are
+    listed) with its door in the scope (``web.door``)."""
 
     def __init__(self, door: Door) -> None:
         self.door = door
         self._router: Router | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _built(self) -> Router:
         if self._router is None:
             self._router = _router()
+        return self._router
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """What ``Mount.routes`` lists (``url_path_for``, the OpenAPI tests' walk)."""
+        return self._built().routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["console_door"] = self.door
-        await self._router(scope, receive, send)
+        await self._built()(scope, receive, send)
 
 
 def console_routes(settings: Settings) -> list[BaseRoute]:
