@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -128,10 +129,33 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
-def measure(port: int, requests: list[bytes], connections: int) -> tuple[float, int]:
-    """Warm up with the first 500 requests, then time the rest."""
+def measure(
+    port: int, requests: list[bytes], connections: int, pid: int | None = None
+) -> tuple[float, int]:
+    """Warm up with the first 500 requests, then time the rest (and print the CPU time of the
+    server ``pid``'s threads meanwhile: is it bound by CPU or by waiting?)."""
     asyncio.run(drive(port, requests[:500], connections))
-    return asyncio.run(drive(port, requests[500:], connections))
+    before = thread_cpu(pid)
+    took, ok = asyncio.run(drive(port, requests[500:], connections))
+    if pid is not None and ok:
+        spent = {name: cpu - before.get(name, 0.0) for name, cpu in thread_cpu(pid).items()}
+        busiest = sorted(spent.items(), key=lambda item: -item[1])[:3]
+        threads = ", ".join(f"{name} {cpu / took:.0%}" for name, cpu in busiest)
+        print(f"server CPU per event {sum(spent.values()) / ok * 1000:.2f} ms; busy: {threads}")
+    return took, ok
+
+
+def thread_cpu(pid: int | None) -> dict[str, float]:
+    """CPU seconds (user + system) per thread of ``pid`` (Linux /proc; empty elsewhere)."""
+    found: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat") if pid else []:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            name = text[text.index("(") + 1 : text.rindex(")")] + "/" + stat.parent.name
+            fields = text[text.rindex(")") + 2 :].split()
+            found[name] = (int(fields[11]) + int(fields[12])) / tick
+    return found
 
 
 def wait_drained(database: Path, limit: float = 120.0) -> tuple[int, int, float]:
@@ -179,7 +203,8 @@ def main() -> int:
         )
         try:
             asyncio.run(wait_ready(port, service))
-            took, ok = measure(port, requests_for(args.events + 500, port), args.connections)
+            requests = requests_for(args.events + 500, port)
+            took, ok = measure(port, requests, args.connections, service.pid)
             stored, done, drain = wait_drained(Path(tmp) / "data" / "receiver.sqlite3")
         finally:
             stop(service)
