@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from receiver.db.engine import Database
-from receiver.db.types import utcnow
+from receiver.db.types import MAX_ID, utcnow
 
 Apply = Callable[[Session], str | None]
 """Database effects of a job, run in the transaction that closes it; a returned string replaces
@@ -303,6 +303,8 @@ class DurableQueue:
         }
         if "updated_at" in t.c:
             values["updated_at"] = now
+        if job_id > MAX_ID:
+            return "missing"
 
         def work(conn: Connection) -> str | None:
             found = conn.execute(

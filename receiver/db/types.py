@@ -11,6 +11,9 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+MAX_ID = 2**63 - 1
+"""The largest id a BIGINT holds: a larger one names no row (asking the driver overflows)."""
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every database (SQLite keeps no zone: store naive UTC)."""

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from receiver.db import Database, InvoiceRecord
+from receiver.db.types import MAX_ID
 from receiver.errors import NotFound
 from receiver.inbox.models import (
     EventStatus,
@@ -86,6 +87,8 @@ async def list_events(
 
 async def get_event(db: Database, event_id: int) -> dict[str, Any]:
     """One event with its body, headers and forwarding state; ``NotFound`` if unknown."""
+    if event_id > MAX_ID:
+        raise NotFound(f"no event {event_id}")
 
     def read(session: Session) -> tuple[WebhookEvent | None, ForwardMessage | None]:
         event = session.get(WebhookEvent, event_id)
