@@ -67,6 +67,73 @@ def test_reader_agrees_with_the_bolt11_package(invoice: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
+@given(
+    currency=st.sampled_from(["bc", "tb", "tbs", "bcrt"]),
+    amount=st.integers(min_value=1, max_value=10**14 - 1),
+    timestamp=st.integers(min_value=0, max_value=2**35 - 1),
+    payment_hash=st.binary(min_size=32, max_size=32),
+    payment_secret=st.binary(min_size=32, max_size=32),
+    description=st.text(max_size=200).filter(lambda t: len(t.encode()) <= 639)
+    | st.binary(min_size=32, max_size=32),
+    expiry=st.integers(min_value=0, max_value=2**40),
+    cltv=st.integers(min_value=0, max_value=2**20),
+)
+def test_the_writer_writes_what_the_bolt11_package_writes(
+    currency: str,
+    amount: int,
+    timestamp: int,
+    payment_hash: bytes,
+    payment_secret: bytes,
+    description: str | bytes,
+    expiry: int,
+    cltv: int,
+) -> None:
+    tags = Tags()
+    tags.add(TagChar.payment_hash, payment_hash.hex())
+    tags.add(TagChar.payment_secret, payment_secret.hex())
+    if isinstance(description, bytes):
+        tags.add(TagChar.description_hash, description.hex())
+    else:
+        tags.add(TagChar.description, description)
+    tags.add(TagChar.expire_time, expiry)
+    tags.add(TagChar.min_final_cltv_expiry, cltv)
+    invoice = bolt11.Bolt11(
+        currency=currency, amount_msat=bolt11.MilliSatoshi(amount), date=timestamp, tags=tags
+    )
+    written = bolt11_reader.write(
+        KEY,
+        currency=currency,
+        amount_msat=amount,
+        timestamp=timestamp,
+        payment_hash=payment_hash,
+        payment_secret=payment_secret,
+        description=None if isinstance(description, bytes) else description,
+        description_hash=description if isinstance(description, bytes) else None,
+        expiry=expiry,
+        min_final_cltv_expiry=cltv,
+    )
+    assert written == bolt11.encode(invoice, KEY.secret.hex())
+    assert bolt11_reader.read(written).amount_msat == amount
+
+
+def test_the_writer_refuses_a_field_longer_than_ten_bits_can_say() -> None:
+    fields = {
+        "currency": "bcrt",
+        "amount_msat": 1000,
+        "timestamp": int(time.time()),
+        "payment_hash": bytes(32),
+        "payment_secret": bytes(32),
+        "description_hash": None,
+        "expiry": 3600,
+        "min_final_cltv_expiry": 18,
+    }
+    longest = bolt11_reader.write(KEY, description="x" * 639, **fields)  # type: ignore[arg-type]
+    assert bolt11_reader.read(longest).description == "x" * 639
+    with pytest.raises(ValueError, match="longer than 1023 words"):
+        bolt11_reader.write(KEY, description="x" * 640, **fields)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
 @given(invoices(), st.data())
 def test_any_single_character_change_is_refused(invoice: str, data: st.DataObject) -> None:
     position = data.draw(st.integers(min_value=0, max_value=len(invoice) - 1))

@@ -2,8 +2,9 @@
 
 Each test runs the real `kotani-receiver serve` in a process that writes, at exit, the modules
 it had imported: Alembic only on the start that migrates, Apprise only with alert URLs, Jinja2
-only once a console page or /docs is shown, the bolt11 encoder only once the fake node mints,
-and the Kotani client's connection pool only once it calls Kotani.
+only once a console page or /docs is shown, never the bolt11 package (the fake node writes its
+invoices with ``receiver.bolt11_reader.write``), and the Kotani client's connection pool only
+once it calls Kotani.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ ON_DEMAND = {
     "apprise": "alerts",
     "jinja2": "console pages and /docs",
     "qrcode": "console pages",
-    "bolt11": "the fake node's encoder",
+    "bolt11": "nothing: the fake node writes invoices with bolt11_reader.write",
     "websockets": "WebSocket routes (there are none)",
     "httpcore": "outbound HTTP (none with the fake backend and no Kotani key)",
 }
@@ -110,7 +111,7 @@ def test_each_package_is_loaded_once_its_feature_is_used(tmp_path: Path) -> None
         RECEIVER_ALERT_URLS="json://127.0.0.1:9/",
         RECEIVER_API_KEY=KEY,
     )
-    assert loaded(modules) == {"apprise", "jinja2", "qrcode", "bolt11"}
+    assert loaded(modules) == {"apprise", "jinja2", "qrcode"}  # a mint, and no bolt11
 
 
 def test_the_api_page_loads_jinja2_and_nothing_else(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import coincurve
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from receiver import bolt11_reader
 from receiver.amounts import Msat
 from receiver.errors import BackendRejected
 from receiver.files import private_dir, private_file
@@ -100,7 +101,6 @@ class FakeBackend:
             )
         else:
             self._key = _load_or_create_key(context.data_dir / "fake-node.key")
-        self._key_hex = self._key.secret.hex()
         self.node_id = self._key.public_key.format(compressed=True).hex()
         self._store_path = context.data_dir / "fake-node.sqlite3"
         # The store is touched only from worker threads (signing is CPU work anyway), one at a
@@ -125,29 +125,24 @@ class FakeBackend:
     def _sign(
         self, amount_msat: Msat, memo: str, expiry: int, description_hash: bytes | None
     ) -> tuple[str, str]:
-        # The encoder (bolt11, bitstring: ~40 modules, 2 MB) on the first mint, not at start.
-        import bolt11
-        from bolt11.models.tags import TagChar, Tags
-
         preimage = secrets.token_bytes(32)
         payment_hash = hashlib.sha256(preimage).hexdigest()
-        tags = Tags()
-        tags.add(TagChar.payment_hash, payment_hash)
-        tags.add(TagChar.payment_secret, secrets.token_hex(32))
-        if description_hash is not None:
-            tags.add(TagChar.description_hash, description_hash.hex())
-        else:
-            tags.add(TagChar.description, memo)
-        tags.add(TagChar.expire_time, expiry)
-        tags.add(TagChar.min_final_cltv_expiry, MIN_FINAL_CLTV_EXPIRY)
         now = int(time.time())
-        invoice = bolt11.Bolt11(
-            currency=self._network.bolt11_currency,
-            amount_msat=bolt11.MilliSatoshi(amount_msat),
-            date=now,
-            tags=tags,
-        )
-        encoded = bolt11.encode(invoice, self._key_hex)
+        try:
+            encoded = bolt11_reader.write(
+                self._key,
+                currency=self._network.bolt11_currency,
+                amount_msat=amount_msat,
+                timestamp=now,
+                payment_hash=bytes.fromhex(payment_hash),
+                payment_secret=secrets.token_bytes(32),
+                description=None if description_hash is not None else memo,
+                description_hash=description_hash,
+                expiry=expiry,
+                min_final_cltv_expiry=MIN_FINAL_CLTV_EXPIRY,
+            )
+        except ValueError as exc:  # a memo over 639 bytes
+            raise BackendRejected(str(exc), backend=self.name) from None
         with self._db_lock:
             db = self._store()
             db.execute(
