@@ -33,15 +33,8 @@ from receiver.inbox.stats import snapshot
 from receiver.kotani.refund_config import handle_refund_configs
 from receiver.kotani.wiring import open_kotani
 from receiver.lightning.base import LightningBackend
-from receiver.logs import (
-    AccessLog,
-    RequestContext,
-    configure,
-    get_logger,
-    mask_path,
-    redact_secrets,
-)
-from receiver.metrics import ResponseCounter
+from receiver.logs import configure, get_logger, mask_path, redact_secrets
+from receiver.observe import Observe
 from receiver.proxies import TrustedProxies
 from receiver.ratelimit import RateLimit
 from receiver.runtime import open_webhooks
@@ -179,10 +172,8 @@ def create_app(
         routes=routes,
         middleware=[
             # Outermost: sees the connection's own peer address, before any forwarded header.
-            Middleware(RequestContext, is_trusted=proxies),
+            Middleware(Observe, is_trusted=proxies, route_of=route_of),
             *forwarded,
-            Middleware(AccessLog),
-            Middleware(ResponseCounter, route_of=route_of),
             Middleware(
                 RateLimit,
                 failures=settings.rate_limit_failures,

@@ -7,7 +7,8 @@ Two guards, both applied to every line:
 - every configured secret (invoice tokens, webhook secrets, API keys, ...; registered with
   ``redact_secrets`` when the service starts) is replaced by ``***`` wherever it appears in any
   string of any line: a path, a query string, an error message.
-uvicorn's own access log is off; ``AccessLog`` writes one line per request.
+uvicorn's own access log is off; ``receiver.observe.Observe`` writes one line per request and
+sets ``REQUEST_ID``, which every line logged meanwhile carries.
 """
 
 from __future__ import annotations
@@ -15,22 +16,19 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
+from contextvars import ContextVar
 from typing import Any, TextIO
-from urllib.parse import unquote
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from receiver.asgi import StatusRecorder
 
 _SECRET_PATH = re.compile(r"^(/+(?:invoices|webhooks/+kotani)/+)[^/?]+", re.IGNORECASE)
 _MIN_SECRET = 6
 """Shorter values are not treated as secrets to mask (they would mask ordinary words)."""
 
 MASK = "***"
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+"""The id of the request being served (set by ``receiver.observe.Observe``)."""
 
 
 def mask_path(path: str) -> str:
@@ -75,6 +73,15 @@ def redact(text: str) -> str:
     return _redactor(text)
 
 
+def _add_request_id(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
+
+
 def _redact_processor(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> Mapping[str, Any]:
@@ -94,7 +101,7 @@ def configure(level: str = "info", fmt: str = "console", stream: TextIO | None =
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+        _add_request_id,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -140,71 +147,3 @@ def _foreign_component(
 def get_logger(name: str) -> Any:
     """A structlog logger bound to a component name."""
     return structlog.get_logger(component=name)
-
-
-class AccessLog:
-    """Pure ASGI middleware: one ``http.request`` line per request, secrets masked."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.log = get_logger("http")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        recorder = StatusRecorder(send)
-        try:
-            await self.app(scope, receive, recorder)
-        finally:
-            # Decoded first: a secret spelled with %-escapes is still the secret.
-            query = unquote(bytes(scope.get("query_string", b"")).decode("latin-1"))
-            extra = {"query": redact(query)} if query else {}
-            self.log.info(
-                "http.request",
-                method=scope.get("method"),
-                path=redact(mask_path(str(scope.get("path", "")))),
-                status=recorder.status,
-                ms=round((time.perf_counter() - started) * 1000, 2),
-                **extra,
-            )
-
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-class RequestContext:
-    """Pure ASGI middleware, outermost: binds ``request_id`` to every line logged while the
-    request runs and returns it as ``X-Request-ID``.
-
-    An incoming ``X-Request-ID`` is kept only from a trusted proxy (``is_trusted(peer_ip)``, the
-    connection's own address, before any forwarded header is believed) and only if it is a
-    short plain token; otherwise a new one is made, so a client cannot forge or inject one.
-    """
-
-    def __init__(self, app: ASGIApp, is_trusted: Callable[[str], bool]) -> None:
-        self.app = app
-        self.is_trusted = is_trusted
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = None
-        client = scope.get("client")
-        if client and self.is_trusted(client[0]):
-            for name, value in scope.get("headers", ()):
-                if name == b"x-request-id":
-                    text = value.decode("latin-1")
-                    request_id = text if _REQUEST_ID.fullmatch(text) else None
-        request_id = request_id or uuid.uuid4().hex
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            await self.app(scope, receive, send_wrapper)

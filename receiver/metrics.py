@@ -17,7 +17,7 @@ no label ever carries a token, a reference or an amount.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import (
@@ -32,9 +32,6 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from receiver.asgi import StatusRecorder
 
 __all__ = ["CONTENT_TYPE_LATEST", "Snapshot", "render"]
 
@@ -133,21 +130,3 @@ def render(snapshot: Snapshot) -> bytes:
     registry = CollectorRegistry()
     registry.register(_SnapshotCollector(snapshot))
     return generate_latest(_process_registry()) + generate_latest(registry)
-
-
-class ResponseCounter:
-    """Pure ASGI middleware: counts every response by route template and status."""
-
-    def __init__(self, app: ASGIApp, route_of: Callable[[Scope], str]) -> None:
-        self.app = app
-        self.route_of = route_of
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        recorder = StatusRecorder(send)
-        try:
-            await self.app(scope, receive, recorder)
-        finally:
-            HTTP_RESPONSES.labels(self.route_of(scope), str(recorder.status)).inc()
