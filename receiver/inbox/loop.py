@@ -12,8 +12,10 @@ Used by the inbox worker (``receiver.inbox.worker``) and the forwarder
   effects sit in their own savepoint, so one failing close fails alone.
 - One heartbeat renews the leases of every job in flight; a job that runs past its lease may be
   taken over by another process, and its close then finds it lost (dropped, logged).
-- ``pause()`` (optional) says deliveries are arriving: then one job at a time is started, every
-  ``PRESSURE_PAUSE`` s, so acknowledging Kotani comes first.
+- ``pause()`` (optional) says deliveries are arriving: then one claim (of up to ``batch`` jobs)
+  is made every ``PRESSURE_PAUSE`` s, so acknowledging Kotani comes first and the backlog still
+  moves. One job at a time would cost a claim and a close transaction per job: under a flood
+  that spent more of the SQLite writer than the deliveries did.
 - A close whose effects fail is rolled back alone; ``recover`` turns it into another close
   (the worker: a retry later), so the job does not sit leased until its lease runs out.
 - ``stop(grace)`` lets the jobs in flight finish (up to ``grace`` s), then cancels the rest and
@@ -37,7 +39,7 @@ from receiver.logs import get_logger
 
 log = get_logger("queue")
 
-PRESSURE_PAUSE = 0.05
+PRESSURE_PAUSE = 0.25
 CLOSE_LINGER = 0.02
 """A close waits up to this long for the other jobs in flight to join its transaction."""
 Handle = Callable[[Row[Any]], Awaitable[Close]]
@@ -138,7 +140,7 @@ class QueueLoop:
                 free = self.batch - len(self._inflight)
                 if self._pause is not None and self._pause():
                     await asyncio.sleep(PRESSURE_PAUSE)
-                    free = min(free, 1)
+                    free = self.batch - len(self._inflight)
                 elif self._inflight and free < self.batch // 2:
                     # Claim in batches: one claim per job in flight would cost a transaction
                     # each; wait until half the places are free (or none is in flight).
