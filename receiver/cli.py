@@ -103,7 +103,7 @@ async def _preflight(settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from receiver.app import create_app
+    from receiver.app import create_app, freeze_startup_objects
     from receiver.tokens import resolve_tokens, token_path
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -157,7 +157,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     if args.workers == 1:
         # The pre-flight applied the migrations: the lifespan does not run them again.
-        uvicorn.run(create_app(settings, migrate=False), **options)
+        app = create_app(settings, migrate=False)
+        freeze_startup_objects()
+        uvicorn.run(app, **options)
         return 0
     # Worker processes read their settings from the environment, as this one did, and count
     # their metrics in one shared directory (prometheus-client's multiprocess mode).
