@@ -141,7 +141,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
-        "access_log": False,  # AccessLog writes a masked one: the path holds the token
+        "access_log": False,  # Observe writes a masked one: the path holds the token
         "log_config": None,  # uvicorn's lines go through the one stream of receiver.logs
         "proxy_headers": False,  # forwarded headers count only from RECEIVER_TRUSTED_PROXIES
         "server_header": False,
