@@ -64,11 +64,13 @@ async def paired(
     concurrency: int,
     sats: int,
     warmup: int,
-) -> tuple[Result, Result]:
-    """LNbits direct and the service via LNbits under the same conditions.
+    proxy_url: str | None = None,
+) -> tuple[Result, Result, Result | None]:
+    """LNbits direct and the service via LNbits under the same conditions (and, at concurrency
+    1 with ``proxy_url``, the bare proxy: ``bench/proxy_app.py``).
 
-    At concurrency 1 the two alternate request by request, so drift in the machine's load (other
-    processes, LNbits' growing database) affects both alike; above 1, one load after the other.
+    At concurrency 1 they alternate request by request, so drift in the machine's load (other
+    processes, LNbits' growing database) affects all alike; above 1, one load after the other.
     """
     if concurrency > 1:
         direct = await load(
@@ -89,9 +91,9 @@ async def paired(
             concurrency=concurrency,
             warmup=warmup,
         )
-        return direct, via
-    timings: dict[str, list[float]] = {"direct": [], "via": []}
-    errors = {"direct": 0, "via": 0}
+        return direct, via, None
+    timings: dict[str, list[float]] = {"direct": [], "via": [], "proxy": []}
+    errors = {"direct": 0, "via": 0, "proxy": 0}
     async with (
         httpx.AsyncClient(timeout=30, headers={"X-Api-Key": key}) as lnbits_client,
         httpx.AsyncClient(timeout=30) as service_client,
@@ -107,33 +109,35 @@ async def paired(
             response = await service_client.post(service_url, json=body)
             return 0 if response.status_code == 200 else 1
 
+        async def proxy_call(i: int) -> int:
+            body = {"amount_msat": (sats + i) * 1000, "reference_id": f"P-{i}"}
+            response = await service_client.post(f"{proxy_url}/invoices/x", json=body)
+            return 0 if response.status_code == 200 else 1
+
+        legs = [("direct", direct_call), ("via", via_call)]
+        if proxy_url is not None:
+            legs.append(("proxy", proxy_call))
+
         # Warm-up, alike for both: connections, caches, and the service's SQLite WAL grown to
         # the size a running service has (a commit then overwrites WAL pages instead of growing
         # the file: fdatasync 0.27 ms instead of 0.47 ms on this machine's disk).
         for i in range(warmup):
-            await direct_call(-1 - i)
-            await via_call(-1 - i)
+            for _, call in legs:
+                await call(-1 - i)
         for i in range(requests):
-            for name, call in (("direct", direct_call), ("via", via_call)):
+            for name, call in legs:
                 t0 = time.perf_counter()
                 errors[name] += await call(i)
                 timings[name].append(time.perf_counter() - t0)
-    # Each side's rate is over its own time (the two never overlap).
+
+    # Each side's rate is over its own time (they never overlap).
+    def result(name: str, label: str) -> Result:
+        return Result(label, requests, sum(timings[name]), timings[name], errors[name])
+
     return (
-        Result(
-            "lnbits direct (alternating)",
-            requests,
-            sum(timings["direct"]),
-            timings["direct"],
-            errors["direct"],
-        ),
-        Result(
-            "service via lnbits (alternating)",
-            requests,
-            sum(timings["via"]),
-            timings["via"],
-            errors["via"],
-        ),
+        result("direct", "lnbits direct (alternating)"),
+        result("via", "service via lnbits (alternating)"),
+        result("proxy", "bare proxy to lnbits (alternating)") if proxy_url else None,
     )
 
 
@@ -180,21 +184,36 @@ async def main() -> None:
                 "RECEIVER_LNBITS_URL": lnbits.url,
                 "RECEIVER_LNBITS_KEY": account.inkey,
             }
-            port = free_port()
-            direct, via = await run_service(
+            proxy_port = free_port()
+            proxy = start_process(
+                [
+                    *(PY, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent)),
+                    *("proxy_app:app", "--port", str(proxy_port), "--no-access-log"),
+                    *("--log-level", "warning"),
+                ],
+                {"PROXY_LNBITS_URL": lnbits.url, "PROXY_LNBITS_KEY": account.inkey},
+                f"http://127.0.0.1:{proxy_port}/healthz",
                 root,
-                service_env(root, port, RECEIVER_BACKENDS="lnbits", **backend_env),
-                port,
-                lambda url: paired(
-                    lnbits.url,
-                    account.inkey,
-                    url,
-                    args.requests,
-                    args.concurrency,
-                    sats,
-                    args.warmup,
-                ),
             )
+            port = free_port()
+            try:
+                direct, via, bare = await run_service(
+                    root,
+                    service_env(root, port, RECEIVER_BACKENDS="lnbits", **backend_env),
+                    port,
+                    lambda url: paired(
+                        lnbits.url,
+                        account.inkey,
+                        url,
+                        args.requests,
+                        args.concurrency,
+                        sats,
+                        args.warmup,
+                        proxy_url=f"http://127.0.0.1:{proxy_port}",
+                    ),
+                )
+            finally:
+                stop_process(proxy)
 
             async with LndDouble("hang").running() as hung:
                 lnd_env = {"RECEIVER_LND_URL": hung.url, "RECEIVER_LND_MACAROON": MACAROON}
@@ -234,7 +253,7 @@ async def main() -> None:
         finally:
             lnbits.stop()
 
-    for result in (direct, via, failover, all_down):
+    for result in (direct, via, *([bare] if bare else []), failover, all_down):
         print(result.line())
     print()
     overhead = via.pct(0.50) - direct.pct(0.50)
@@ -242,6 +261,12 @@ async def main() -> None:
         f"service p50 - lnbits p50          = {overhead:+6.2f} ms  (bar <= 5 ms), "
         f"concurrency {args.concurrency}, {args.requests} requests each"
     )
+    if bare is not None:
+        floor = bare.pct(0.50) - direct.pct(0.50)
+        print(
+            f"bare proxy p50 - lnbits p50       = {floor:+6.2f} ms  (the floor: one HTTP hop, "
+            f"no checks, no record); service - bare proxy = {overhead - floor:+6.2f} ms"
+        )
     if args.concurrency == 1:
         # The same difference over each third of the run: how much of it is noise.
         thirds = []

@@ -69,7 +69,26 @@ def parse_invoice(out: str) -> list[Row]:
     floor = find(rf"bolt11 floor.*?{NUM} inv/s", out)
     bare, mint = got["bare starlette (canned JSON)"], got["service: mint (fake, SQLite)"]
     reuse = got["service: repeat (idempotent reuse)"]
+    peers = []
+    if "lnbits FakeWallet: create invoice" in got:  # P1, unless run with --no-lnbits
+        lnbits, lnbits_1 = (
+            got["lnbits FakeWallet: create invoice"],
+            got["lnbits FakeWallet, concurrency 1"],
+        )
+        serial = got["service: mint, concurrency 1"]
+        peers = [
+            Row("invoice", "mint rate (P1)", mint[0], "LNbits FakeWallet", lnbits[0], "/s"),
+            Row(
+                "invoice",
+                "mint p50, concurrency 1 (P1)",
+                serial[1],
+                "LNbits FakeWallet p50",
+                lnbits_1[1],
+                "ms",
+            ),
+        ]
     return [
+        *peers,
         Row("invoice", "mint (fake, SQLite) rate", mint[0], "bolt11 floor", floor, "/s"),
         Row("invoice", "mint (fake, SQLite) rate", mint[0], "bare Starlette", bare[0], "/s"),
         Row("invoice", "mint p50", mint[1], "bare Starlette p50", bare[1], "ms"),
@@ -81,8 +100,15 @@ def parse_backends(out: str) -> list[Row]:
     got = results(out)
     direct, via = got["lnbits direct (alternating)"], got["service via lnbits (alternating)"]
     hung, down = got["hung primary -> lnbits"], got["all backends down -> 503"]
+    bare = got.get("bare proxy to lnbits (alternating)")
+    floor = (
+        [Row("backends", "bare proxy p50", bare[1], "LNbits direct p50", direct[1], "ms")]
+        if bare
+        else []
+    )
     return [
         Row("backends", "service via LNbits p50", via[1], "LNbits direct p50", direct[1], "ms"),
+        *floor,
         Row("backends", "service via LNbits p99", via[2], "LNbits direct p99", direct[2], "ms"),
         Row("backends", "hung primary p50", hung[1], "LNbits direct p50", direct[1], "ms"),
         Row("backends", "hung primary max", hung[3], "LNbits direct max", direct[3], "ms"),
@@ -99,8 +125,14 @@ def parse_webhooks(out: str) -> list[Row]:
 def parse_drain(out: str) -> list[Row]:
     line = re.compile(rf"^(?P<name>\S.*?)\s+ingest\s+{NUM}/s .*?forwarded\s+\d+\s+{NUM}/s", re.M)
     rows = [
-        Row("drain", f"{m['name'].strip()} end to end", float(m[3]), "its own ingest",
-            float(m[2]), "/s")
+        Row(
+            "drain",
+            f"{m['name'].strip()} end to end",
+            float(m[3]),
+            "its own ingest",
+            float(m[2]),
+            "/s",
+        )
         for m in line.finditer(out)
     ]
     if not rows:
@@ -121,8 +153,16 @@ def parse_resources(out: str) -> list[Row]:
     for column, figure, unit in ((1, "start to ready", "ms"), (2, "idle RSS", "MB")):
         for kind, found in starts.items():
             assert found is not None
-            rows.append(Row("resources", f"serve ({kind}): {figure}", float(found[column]),
-                            "bare uvicorn", float(bare[column]), unit))
+            rows.append(
+                Row(
+                    "resources",
+                    f"serve ({kind}): {figure}",
+                    float(found[column]),
+                    "bare uvicorn",
+                    float(bare[column]),
+                    unit,
+                )
+            )
     return rows
 
 
@@ -168,8 +208,12 @@ def fmt(value: float, unit: str) -> str:
 
 
 def table(rows: list[Row], failures: dict[str, str], heading: str, png: str | None) -> str:
-    lines = [heading, "", "| bench | figure | value | baseline (same run) | value / baseline |",
-             "|---|---|---|---|---|"]
+    lines = [
+        heading,
+        "",
+        "| bench | figure | value | baseline (same run) | value / baseline |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r.bench} | {r.figure} | {fmt(r.value, r.unit)} | {r.baseline_name}: "
@@ -211,8 +255,9 @@ def plot(rows: list[Row], path: Path, title: str) -> bool:
         ys = range(len(rs))
         ax.barh([y + 0.2 for y in ys], [r.value for r in rs], 0.4, label="this service")
         ax.barh([y - 0.2 for y in ys], [r.baseline for r in rs], 0.4, label="baseline")
-        ax.set_yticks(list(ys), [f"{r.bench}: {r.figure}\nvs {r.baseline_name}" for r in rs],
-                      fontsize=7)
+        ax.set_yticks(
+            list(ys), [f"{r.bench}: {r.figure}\nvs {r.baseline_name}" for r in rs], fontsize=7
+        )
         ax.invert_yaxis()
         ax.set_xlabel(labels[unit])
         ax.legend(fontsize=7, loc="lower right")
@@ -251,14 +296,18 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     kind = "quick smoke run (small counts, not figures to quote)" if args.quick else "full run"
-    heading = (f"Generated by `python bench/run.py{' --quick' if args.quick else ''}` on {stamp}, "
-               f"{kind}, {os.cpu_count()} CPUs, load average {load:.1f} at the end.")
+    heading = (
+        f"Generated by `python bench/run.py{' --quick' if args.quick else ''}` on {stamp}, "
+        f"{kind}, {os.cpu_count()} CPUs, load average {load:.1f} at the end."
+    )
     if args.note:
         heading += " " + args.note
     print()
     for r in rows:
-        print(f"{r.bench:<10} {r.figure:<34} {fmt(r.value, r.unit):>12}   {r.baseline_name:<22}"
-              f" {fmt(r.baseline, r.unit):>12}   {r.ratio:6.2f}x")
+        print(
+            f"{r.bench:<10} {r.figure:<34} {fmt(r.value, r.unit):>12}   {r.baseline_name:<22}"
+            f" {fmt(r.baseline, r.unit):>12}   {r.ratio:6.2f}x"
+        )
     drawn = plot(rows, args.png, f"kotani-receiver benchmarks, {stamp}, {kind}")
     link = None
     if drawn or args.png.exists():
