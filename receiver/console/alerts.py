@@ -10,8 +10,9 @@ reports it delivered or the attempts run out. A full queue drops the message wit
 rather than hold up the caller (the worker, the breaker).
 
 ``Checker`` turns ``ConsoleData.incidents()`` into raise/resolve calls every ``interval``
-seconds, only on the replica that holds the alert lock (``ConsoleData.lead_alerts``), so a fleet
-sends each alert once. Incidents it did not raise (say, the breaker's own) it leaves alone.
+seconds, only on the replica that leads ``"alerts"`` (``receiver.db.leader``: an advisory lock on
+PostgreSQL, the one process on SQLite), so a fleet sends each alert once; when the leader dies,
+another replica takes over. Incidents it did not raise (say, the breaker's own) it leaves alone.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from receiver.console.data import ConsoleData, StoreData
+from receiver.db.leader import leadership
 from receiver.logs import get_logger
 from receiver.retry import RetryPolicy
 
@@ -155,11 +157,8 @@ class Checker:
         self.unsubmitted_after = unsubmitted_after
         self.interval = interval
         self._mine: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
 
     async def check_once(self) -> None:
-        if not await self.data.lead_alerts():
-            return
         now = await self.data.incidents(self.unsubmitted_after)
         for key, text in now.items():
             if self.alerter.raise_incident(key, text):
@@ -169,25 +168,15 @@ class Checker:
             text = self.alerter.open.get(key, key)
             self.alerter.resolve_incident(key, f"{text}: no longer the case")
 
-    async def _run(self) -> None:
-        while True:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check every ``interval`` seconds until ``stop`` is set (a ``leadership`` job)."""
+        while not stop.is_set():
             try:
                 await self.check_once()
             except Exception as exc:  # the database away for a moment: try again next round
                 log.warning("alerts.check_failed", error=type(exc).__name__)
-            await asyncio.sleep(self.interval)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="alert-checker")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.data.aclose()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
 
 
 @asynccontextmanager
@@ -205,11 +194,12 @@ async def open_alerts(state: Any) -> AsyncIterator[Alerter | None]:
         unsubmitted_after=timedelta(minutes=settings.alert_after),
         interval=settings.alert_interval,
     )
+    lead = leadership(state.services.db.url, "alerts", checker.run)
     alerter.start()
-    checker.start()
+    lead.start()  # returns at once: leading is decided in the background
     log.info("alerts.started", urls=len(settings.alert_urls))
     try:
         yield alerter
     finally:
-        await checker.stop()
+        await lead.aclose()
         await alerter.stop()

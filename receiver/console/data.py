@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import func, select
 
 from receiver.db import Database, InvoiceRecord
 from receiver.db.models import InvoiceStatusDB
@@ -52,7 +51,6 @@ REFUND_STATES = tuple(s.value for s in RefundState)
 EVENT_STATUSES = tuple(s.value for s in EventStatus)
 KOTANI_PAID = frozenset({"REVERSED", "REFUNDED", "SUCCESSFUL"})
 """Kotani statuses that mean the refund went out (``refund.completed`` carries REVERSED)."""
-ALERT_LOCK = 0x6B6F74616E69  # "kotani": the advisory lock of the replica that sends alerts
 AUTH_REFUSED = "%refused our API key%"
 """How the handlers word Kotani's 401 in ``last_error`` (invoice_needed, refund.failed)."""
 INVOICE_NEEDED = "refund.lightning.invoice_needed"
@@ -110,12 +108,6 @@ class ConsoleData(Protocol):
         longer than ``unsubmitted_after``, failed refunds, open breakers, Kotani refusing our
         key. A key stays the same while its incident lasts."""
 
-    async def lead_alerts(self) -> bool:
-        """True while this process is the one replica that sends alerts (held until close)."""
-
-    async def aclose(self) -> None:
-        """Give up what ``lead_alerts`` holds."""
-
 
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -156,7 +148,6 @@ class StoreData:
         self._services = services
         self._inbox = inbox
         self._readiness = readiness
-        self._lock: AsyncConnection | None = None
 
     @classmethod
     def of_app(cls, state: Any) -> StoreData:
@@ -503,24 +494,3 @@ class StoreData:
                 if str(state) == "open":
                     found[f"breaker:{name}"] = f"backend {name}: circuit breaker open"
         return found
-
-    async def lead_alerts(self) -> bool:
-        if self.db.is_sqlite:
-            return True  # one writer, one host: this process
-        if self._lock is not None:
-            return True
-        conn = await self.db.engine.connect()
-        got = await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": ALERT_LOCK})
-        if got:
-            self._lock = conn  # the lock lives as long as this connection
-            return True
-        await conn.close()
-        return False
-
-    async def aclose(self) -> None:
-        if self._lock is not None:
-            conn, self._lock = self._lock, None
-            try:  # a pooled connection keeps session locks: give it back unlocked
-                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ALERT_LOCK})
-            finally:
-                await conn.close()

@@ -15,8 +15,10 @@ import pytest
 from starlette.requests import Request
 
 from receiver.cli import main
+from receiver.console.alerts import Alerter, Checker, Notice
 from receiver.console.data import StoreData
 from receiver.console.web import form
+from receiver.db.leader import Leadership, leadership
 from receiver.kotani.bridge_rules import MAX_REGENERATIONS
 from receiver.kotani.models import Chain, DepositStatus
 from receiver.kotani.models_db import DepositOrigin
@@ -234,7 +236,6 @@ async def test_seeded_incidents(seeded: Live) -> None:
     dead = (await seeded.api("/events?status=dead"))["events"]
     assert set(found) == {f"dead:{dead[0]['id']}", "kotani_auth"}
     assert "TXN-DEAD" in found[f"dead:{dead[0]['id']}"]
-    assert await data.lead_alerts()  # SQLite: one process, always the one
 
 
 async def test_export_on_postgresql(start_live, fresh_postgres_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -247,16 +248,45 @@ async def test_export_on_postgresql(start_live, fresh_postgres_url: str) -> None
         assert "TXN-DEAD" in (await live.client.get("/console/events?since=2020-01-01")).text
         timeline = (await live.client.get("/console/refunds/TXN-C")).text
         assert "payment.paid" in timeline
-        first = StoreData.of_app(live.app.state)
-        second = StoreData(first.db)
-        try:
-            assert await first.lead_alerts() and await first.lead_alerts()
-            assert not await second.lead_alerts()  # another replica: it does not send
-            await first.aclose()
-            assert await second.lead_alerts()
-        finally:
-            await first.aclose()
-            await second.aclose()
+        await one_alert_checker_of_two(StoreData.of_app(live.app.state), fresh_postgres_url)
+
+
+async def one_alert_checker_of_two(data: StoreData, url: str) -> None:
+    """Two replicas' alert checkers on one database: one checks (and alerts), the other waits,
+    and takes over when the first stops."""
+    sent: dict[str, list[str]] = {"first": [], "second": []}
+    second_sent = asyncio.Event()
+    alerters: list[Alerter] = []
+
+    def checker(name: str) -> Leadership:
+        async def send(notice: Notice) -> bool:
+            sent[name].append(notice.key)
+            if name == "second":
+                second_sent.set()
+            return True
+
+        alerters.append(alerter := Alerter(send))
+        alerter.start()
+        check = Checker(data, alerter, unsubmitted_after=timedelta(0), interval=0.05)
+        lead = leadership(url, "alerts", check.run, retry=0.05)
+        lead.start()
+        return lead
+
+    first = checker("first")
+    await asyncio.sleep(0.3)
+    second = checker("second")
+    try:
+        await asyncio.sleep(0.5)
+        assert any(key.startswith("dead:") for key in sent["first"])
+        assert sent["second"] == []  # another replica: it does not send
+        await first.aclose()
+        async with asyncio.timeout(10):
+            await second_sent.wait()
+    finally:
+        await first.aclose()
+        await second.aclose()
+        for alerter in alerters:
+            await alerter.stop()
 
 
 async def test_backends_and_bridge_deposits(bare: Live) -> None:
