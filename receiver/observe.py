@@ -45,7 +45,6 @@ class Observe:
         # A concrete logger, made once the service has configured logging (not a lazy proxy,
         # which rebuilds its logger on every call).
         self.log: Any = get_logger("http").bind()
-        self._counters: dict[tuple[str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,7 +66,7 @@ class Observe:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self._count(scope, status)
+            HTTP_RESPONSES.labels(self.route_of(scope), str(status)).inc()
             if self.log.is_enabled_for(logging.INFO):
                 self._access_line(scope, status, started)
             REQUEST_ID.reset(token)
@@ -81,13 +80,6 @@ class Observe:
                     if _REQUEST_ID.fullmatch(text):
                         return text
         return uuid.uuid4().hex
-
-    def _count(self, scope: Scope, status: int) -> None:
-        key = (self.route_of(scope), status)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = HTTP_RESPONSES.labels(key[0], str(status))
-        counter.inc()
 
     def _access_line(self, scope: Scope, status: int, started: float) -> None:
         # Decoded first: a secret spelled with %-escapes is still the secret.

@@ -28,11 +28,22 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from receiver.asgi import StatusRecorder
-
 FAILURE_STATUSES = frozenset({400, 401, 403, 404, 405, 413, 415, 422, 429})
 _INVOICE_PATH = re.compile(r"^/invoices/([^/]+)$")
 _FREE_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+class StatusRecorder:
+    """Wraps ``send``; ``status`` is the response's status once it has started (0 before)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        await self._send(message)
 
 
 def parse_limit(text: str) -> RateLimitItem:
