@@ -8,8 +8,9 @@ Used by the inbox worker (``receiver.inbox.worker``) and the forwarder
   them are free. A claim and a close cost about the same for 10 jobs as for 60, so the batch
   is larger than the handlers' concurrency. Jobs of one ``QueueSpec.exclusive`` value (a
   reference) claimed together run one after the other in claim order; other jobs concurrently.
-- Closes of jobs that finish together share one transaction (``GroupCommit``); each job's
-  effects sit in their own savepoint, so one failing close fails alone.
+- Closes of jobs that finish together share one transaction (``GroupCommit``); should it fail,
+  the queue closes them again one per transaction (``DurableQueue.close``), so one failing close
+  fails alone.
 - One heartbeat renews the leases of every job in flight; a job that runs past its lease may be
   taken over by another process, and its close then finds it lost (dropped, logged).
 - ``pause()`` (optional) says deliveries are arriving: then one claim (of up to ``batch`` jobs)

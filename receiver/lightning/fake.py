@@ -103,8 +103,8 @@ class FakeBackend:
             self._key = _load_or_create_key(context.data_dir / "fake-node.key")
         self.node_id = self._key.public_key.format(compressed=True).hex()
         self._store_path = context.data_dir / "fake-node.sqlite3"
-        # The store is touched only from worker threads (signing is CPU work anyway), one at a
-        # time: one thread hop per invoice, and the event loop never waits on SQLite.
+        # The store is touched only from worker threads, one at a time: one thread hop per
+        # invoice (signing with it), and the event loop never waits on SQLite.
         self._db: sqlite3.Connection | None = None
         self._db_lock = threading.Lock()
 
@@ -126,7 +126,8 @@ class FakeBackend:
         self, amount_msat: Msat, memo: str, expiry: int, description_hash: bytes | None
     ) -> tuple[str, str]:
         preimage = secrets.token_bytes(32)
-        payment_hash = hashlib.sha256(preimage).hexdigest()
+        digest = hashlib.sha256(preimage).digest()
+        payment_hash = digest.hex()
         now = int(time.time())
         try:
             encoded = bolt11_reader.write(
@@ -134,7 +135,7 @@ class FakeBackend:
                 currency=self._network.bolt11_currency,
                 amount_msat=amount_msat,
                 timestamp=now,
-                payment_hash=bytes.fromhex(payment_hash),
+                payment_hash=digest,
                 payment_secret=secrets.token_bytes(32),
                 description=None if description_hash is not None else memo,
                 description_hash=description_hash,
